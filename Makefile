@@ -1,0 +1,32 @@
+# The two commands a newcomer needs: `make run` (the whole pipeline) and `make test`.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+# The torch build this project is developed against; override for another CUDA/CPU build:
+#   make TORCH="torch torchvision"
+TORCH  ?= torch==2.14.1 torchvision==0.29.1
+PYTEST_ARGS ?=
+
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: run test install repro clean-outputs
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $@
+
+## the whole pipeline on the default (offline) params; a second call runs nothing
+run: install
+	$(BIN)/dvc repro
+
+## the test suite: offline, CPU only
+test: install
+	GENLAB_PROGRESS=0 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+clean-outputs:
+	rm -rf data models reports plots dvc.lock mlflow.db

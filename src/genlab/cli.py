@@ -1,0 +1,57 @@
+"""The `genlab` command: use trained models and judge images without writing code.
+
+Each sub-command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
+``run(args) -> int``; this file only dispatches, so commands stay next to their library code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> module implementing it
+COMMANDS: dict[str, str] = {
+    "evaluate": "genlab.evaluate.cli",
+    "text": "genlab.text_cli",
+    "sample": "genlab.render.cli_sample",
+    "traverse": "genlab.render.cli_traverse",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from genlab import __version__
+
+    parser = argparse.ArgumentParser(prog="genlab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"genlab {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, module_name in COMMANDS.items():
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name and exc.name.startswith("genlab"):
+                continue  # command not built yet
+            raise
+        p = sub.add_parser(name, help=module.HELP, description=module.HELP)
+        module.add_arguments(p)
+        p.set_defaults(_run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+    except (ValueError, RuntimeError, FileNotFoundError) as exc:
+        print(f"genlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Typed params: `params.yaml` becomes validated config objects at the stage boundary.
+
+Every stage reads the shared sections (`seed`, `device`, `tracking`) plus its own section and
+validates both before doing any work. A bad value raises :class:`ParamsError` whose message is
+one line naming the key path, e.g. ``params.yaml: gan.lr: must be > 0, got -1``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+M = TypeVar("M", bound=BaseModel)
+
+
+class StrictModel(BaseModel):
+    """Base for every params section: unknown keys are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+
+
+class TrackingParams(StrictModel):
+    enabled: bool = True
+    experiment: str = Field("genlab", min_length=1)
+    # Log trained models as MLflow PyTorch models (slower; the DVC checkpoint is always written).
+    log_models: bool = True
+
+
+class CommonParams(StrictModel):
+    """The sections every stage shares."""
+
+    seed: int = Field(0, ge=0, le=2**32 - 1)
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    tracking: TrackingParams = TrackingParams()
+
+
+class ParamsError(ValueError):
+    """A params file that cannot drive a stage; ``str(err)`` is a one-line message."""
+
+
+_SHARED = tuple(CommonParams.model_fields)
+
+
+def _describe(err: dict[str, Any], model: type[BaseModel] | None) -> str:
+    kind, ctx = err["type"], err.get("ctx") or {}
+    if kind == "greater_than":
+        return f"must be > {ctx['gt']}"
+    if kind == "greater_than_equal":
+        return f"must be >= {ctx['ge']}"
+    if kind == "less_than":
+        return f"must be < {ctx['lt']}"
+    if kind == "less_than_equal":
+        return f"must be <= {ctx['le']}"
+    if kind == "extra_forbidden":
+        allowed = _allowed_keys(model, err["loc"][:-1])
+        return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
+    if kind == "literal_error":
+        return f"must be one of {ctx.get('expected', '?')}"
+    if kind == "missing":
+        return "is required"
+    return err["msg"][0].lower() + err["msg"][1:] if err["msg"] else kind
+
+
+def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:
+    """The field names of the (sub)model at `loc`, for 'unknown key' messages."""
+    for part in loc:
+        if model is None or not isinstance(part, str) or part not in model.model_fields:
+            return []
+        ann = model.model_fields[part].annotation
+        model = ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+    return sorted(model.model_fields) if model is not None else []
+
+
+def format_validation_error(
+    exc: ValidationError, prefix: str, model: type[BaseModel] | None = None, source: str = "params.yaml"
+) -> str:
+    """One line per problem: ``params.yaml: <prefix>.<key path>: <what is wrong>, got <value>``."""
+    lines = []
+    for err in exc.errors():
+        path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        line = f"{source}: {path}: {_describe(err, model)}"
+        if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
+            line += f", got {err['input']!r}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def validate_section(raw: Any, section: str, model: type[M], source: str = "params.yaml") -> M:
+    """Validate one section (a dict from YAML) into `model`, raising :class:`ParamsError`."""
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{source}: {section}: must be a mapping, got {raw!r}")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        raise ParamsError(format_validation_error(exc, section, model, source)) from None
+
+
+def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ParamsError(f"{path}: file not found") from None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ParamsError(f"{path}: must be a mapping of sections")
+    return data
+
+
+def load_params(
+    section: str, model: type[M], path: str | Path = "params.yaml"
+) -> tuple[CommonParams, M]:
+    """Load the shared sections and `section` of `path`, validated."""
+    data = read_params(path)
+    source = Path(path).name
+    common = validate_section({k: data[k] for k in _SHARED if k in data}, "", CommonParams, source)
+    if section not in data:
+        raise ParamsError(f"{source}: {section}: section is missing")
+    return common, validate_section(data[section], section, model, source)
+
+
+def load_params_or_exit(
+    section: str, model: type[M], path: str | Path = "params.yaml"
+) -> tuple[CommonParams, M]:
+    """For stage scripts: like :func:`load_params`, but a bad file exits 2 with its message."""
+    try:
+        return load_params(section, model, path)
+    except ParamsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (MLflow params are flat)."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        name = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict):
+            out.update(flatten(value, name))
+        else:
+            out[name] = value
+    return out

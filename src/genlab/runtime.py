@@ -1,0 +1,161 @@
+"""Runtime pieces every stage shares: seeding, device choice, atomic writes, progress bars."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+import numpy as np
+
+T = TypeVar("T")
+
+
+def seed_everything(seed: int) -> np.random.Generator:
+    """Seed python, numpy and torch (CPU and CUDA) from one integer; return a numpy Generator."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    try:
+        import torch
+    except ImportError:  # the NumPy-only stages need no torch
+        pass
+    else:
+        torch.manual_seed(seed)
+        torch.cuda.manual_seed_all(seed)
+    return np.random.default_rng(seed)
+
+
+def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
+    """`auto` picks CUDA when present, else CPU; `cuda` without a GPU is a clear error."""
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device: cuda was requested but no CUDA device is available (use auto or cpu)")
+    return torch.device(name)
+
+
+def repo_root(start: str | Path | None = None) -> Path:
+    """The DVC/git root above `start` (default: cwd); DVC sets DVC_ROOT for stage commands."""
+    if os.environ.get("DVC_ROOT"):
+        return Path(os.environ["DVC_ROOT"]).resolve()
+    here = Path(start or Path.cwd()).resolve()
+    for cand in (here, *here.parents):
+        if (cand / "dvc.yaml").exists() or (cand / ".dvc").is_dir() or (cand / ".git").exists():
+            return cand
+    return here
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it onto `path` only if the block succeeds.
+
+    A crash or an exception leaves the previous `path` (if any) untouched and no partial file.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def write_npy(path: str | Path, array: np.ndarray) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.save(fh, array, allow_pickle=False)
+    return Path(path)
+
+
+def write_tsv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows of dicts (same keys) as a tab-separated file, the format `dvc plots` reads."""
+    if not rows:
+        return write_text(path, "")
+    keys = list(rows[0])
+    lines = ["\t".join(keys)] + ["\t".join(_fmt(r.get(k)) for k in keys) for r in rows]
+    return write_text(path, "\n".join(lines) + "\n")
+
+
+def save_figure(fig: "matplotlib.figure.Figure", path: str | Path, **kwargs: Any) -> Path:  # noqa: F821
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=path.suffix.lstrip(".") or "png", bbox_inches="tight", **kwargs)
+    plt.close(fig)
+    return path
+
+
+def torch_save(obj: Any, path: str | Path) -> Path:
+    """`torch.save` atomically: an interrupted save never leaves a truncated checkpoint."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+    return Path(path)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.6g}"
+    return "" if v is None else str(v)
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, (np.integer,)):
+        return int(o)
+    if isinstance(o, (np.floating,)):
+        return float(o)
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    if isinstance(o, Path):
+        return str(o)
+    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | None = None, unit: str = "it", **kw: Any):
+    """The project's tqdm convention: one bar per long loop on stderr, quiet when not a TTY
+    unless GENLAB_PROGRESS=1, and never when GENLAB_PROGRESS=0 (tests)."""
+    from tqdm.auto import tqdm
+
+    flag = os.environ.get("GENLAB_PROGRESS")
+    disable = (flag == "0") or (flag != "1" and not sys.stderr.isatty())
+    return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True,
+                mininterval=0.5, **kw)
+
+
+def log(msg: str) -> None:
+    """Stage chatter goes to stderr so stdout stays clean for data (e.g. `genlab evaluate`)."""
+    print(f"[genlab] {msg}", file=sys.stderr, flush=True)

@@ -1,0 +1,286 @@
+"""MLflow tracking: one parent run per pipeline execution, one nested child run per stage.
+
+* Tracking URI: ``MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute repo root>/mlflow.db``
+  (absolute, so that experiments DVC runs from ``.dvc/tmp/exps/`` log to the same store).
+* The parent run is keyed by the pipeline execution: the DVC experiment name when DVC sets
+  ``DVC_EXP_NAME``; else the ``dvc`` process that runs the stages (one ``dvc repro`` = one
+  parent); else (a stage run by hand) a parent of its own.
+* Stages write their DVC outputs *before* logging here, and a tracking failure is reported as
+  a warning: it never loses a trained model or fails a stage whose outputs are written.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from genlab.params import CommonParams, flatten
+from genlab.runtime import log, repo_root
+
+PIPELINE_TAG = "genlab.pipeline"
+STAGE_TAG = "genlab.stage"
+
+
+def tracking_uri(root: str | Path | None = None) -> str:
+    env = os.environ.get("MLFLOW_TRACKING_URI")
+    if env:
+        return env
+    main_root = _main_repo_root(Path(root) if root else repo_root())
+    return f"sqlite:///{main_root / 'mlflow.db'}"
+
+
+def _main_repo_root(root: Path) -> Path:
+    """`dvc exp run --queue/--temp` runs in `.dvc/tmp/exps/<tmp>/`: log to the parent repo's store."""
+    parts = root.resolve().parts
+    for i in range(len(parts) - 3):
+        if parts[i : i + 3] == (".dvc", "tmp", "exps"):
+            return Path(*parts[:i])
+    return root.resolve()
+
+
+def _dvc_process() -> tuple[int, str] | None:
+    """The nearest ancestor process that is `dvc`, as (pid, start time), or None."""
+    pid = os.getppid()
+    for _ in range(12):
+        if pid <= 1:
+            return None
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return None
+        words = [Path(w.decode(errors="replace")).name for w in cmdline[:3]]
+        if "dvc" in words:
+            return pid, stat.rsplit(")", 1)[1].split()[19]
+        pid = int(stat.rsplit(")", 1)[1].split()[1])
+    return None
+
+
+def pipeline_key() -> tuple[str, str]:
+    """(key, display name) of the pipeline execution this process belongs to."""
+    exp = os.environ.get("DVC_EXP_NAME")
+    if exp:
+        return f"exp:{exp}", exp
+    proc = _dvc_process()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    if proc:
+        return f"dvc:{socket.gethostname()}:{proc[0]}:{proc[1]}", f"workspace {stamp}"
+    return f"manual:{os.getpid()}:{time.time_ns()}", f"manual {stamp}"
+
+
+def git_commit(root: Path) -> str:
+    try:
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10
+        ).stdout.strip() or "none"
+    except (OSError, subprocess.SubprocessError):
+        return "none"
+
+
+class StageRun:
+    """What a stage logs to; every method is a no-op when tracking is disabled."""
+
+    def __init__(self, client: Any = None, run_id: str | None = None, uri: str | None = None):
+        self.client, self.run_id, self.uri = client, run_id, uri
+
+    @property
+    def active(self) -> bool:
+        return self.run_id is not None
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        if self.active:
+            from mlflow.entities import Param
+
+            items = [Param(k, str(v)[:6000]) for k, v in flatten(params).items()]
+            for i in range(0, len(items), 100):
+                self.client.log_batch(self.run_id, params=items[i : i + 100])
+
+    def log_metrics(self, metrics: dict[str, float], step: int | None = None) -> None:
+        if self.active and metrics:
+            from mlflow.entities import Metric
+
+            ts = int(time.time() * 1000)
+            items = [Metric(k, float(v), ts, step or 0) for k, v in metrics.items() if v is not None]
+            self.client.log_batch(self.run_id, metrics=items)
+
+    def log_history(self, rows: list[dict[str, Any]], step_key: str = "step", prefix: str = "") -> None:
+        """Log per-step curves (the rows of a plots/*.tsv) in batches."""
+        if not self.active:
+            return
+        from mlflow.entities import Metric
+
+        ts = int(time.time() * 1000)
+        items = [
+            Metric(f"{prefix}{k}", float(v), ts, int(r[step_key]))
+            for r in rows
+            for k, v in r.items()
+            if k != step_key and isinstance(v, (int, float))
+        ]
+        for i in range(0, len(items), 900):
+            self.client.log_batch(self.run_id, metrics=items[i : i + 900])
+
+    def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
+        if self.active and Path(path).exists():
+            if Path(path).is_dir():
+                self.client.log_artifacts(self.run_id, str(path), artifact_path)
+            else:
+                self.client.log_artifact(self.run_id, str(path), artifact_path)
+
+    def set_tags(self, tags: dict[str, Any]) -> None:
+        if self.active:
+            for k, v in tags.items():
+                self.client.set_tag(self.run_id, k, str(v))
+
+    def log_model(self, model: Any, name: str = "model") -> None:
+        """Log a torch module as an MLflow PyTorch model (no requirement inference: offline, fast)."""
+        if not self.active:
+            return
+        import mlflow
+        import mlflow.pytorch
+
+        with _activate(self.uri, self.run_id):
+            kwargs = dict(pip_requirements=["torch"])
+            try:
+                mlflow.pytorch.log_model(model, name=name, **kwargs)
+            except TypeError:  # mlflow < 3 calls it artifact_path
+                mlflow.pytorch.log_model(model, artifact_path=name, **kwargs)
+
+
+@contextlib.contextmanager
+def _activate(uri: str, run_id: str) -> Iterator[None]:
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    active = mlflow.active_run()
+    if active is not None and active.info.run_id == run_id:
+        yield
+        return
+    with mlflow.start_run(run_id=run_id, nested=True):
+        yield
+
+
+def _find_or_create_parent(client: Any, experiment_id: str, key: str, name: str, tags: dict[str, str]) -> str:
+    found = client.search_runs(
+        [experiment_id], filter_string=f"tags.`{PIPELINE_TAG}` = '{key}'", max_results=1
+    )
+    if found:
+        return found[0].info.run_id
+    run = client.create_run(experiment_id, run_name=name, tags={PIPELINE_TAG: key, **tags})
+    return run.info.run_id
+
+
+@contextlib.contextmanager
+def stage_run(
+    stage: str,
+    common: CommonParams,
+    params: dict[str, Any],
+    tags: dict[str, Any] | None = None,
+) -> Iterator[StageRun]:
+    """Open the child run of `stage` under this pipeline execution's parent run.
+
+    Yields a :class:`StageRun`; on exit the child run is FINISHED (FAILED if the block
+    raised). When tracking is disabled, or the store cannot be reached, yields an inactive
+    StageRun and the stage goes on: its DVC outputs are what matters.
+    """
+    if not common.tracking.enabled:
+        yield StageRun()
+        return
+    root = repo_root()
+    try:
+        from mlflow.tracking import MlflowClient
+
+        uri = tracking_uri(root)
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(common.tracking.experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(common.tracking.experiment)
+        key, name = pipeline_key()
+        base_tags = {
+            "git_commit": git_commit(root),
+            "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+        }
+        parent_id = _find_or_create_parent(client, exp_id, key, name, base_tags)
+        child = client.create_run(
+            exp_id,
+            run_name=stage,
+            tags={
+                "mlflow.parentRunId": parent_id,
+                STAGE_TAG: stage,
+                PIPELINE_TAG + ".parent": key,
+                "stage": stage,
+                "device": common.device,
+                **base_tags,
+                **{k: str(v) for k, v in (tags or {}).items()},
+            },
+        )
+        run = StageRun(client, child.info.run_id, uri)
+        run.log_params({"seed": common.seed, "device": common.device, **params})
+    except Exception as exc:  # noqa: BLE001 - tracking must never cost a stage its outputs
+        log(f"warning: MLflow tracking disabled for this stage: {type(exc).__name__}: {exc}")
+        yield StageRun()
+        return
+    status = "FAILED"
+    try:
+        yield run
+        status = "FINISHED"
+    finally:
+        try:
+            client.set_terminated(run.run_id, status)
+            client.set_terminated(parent_id, status if status == "FAILED" else "FINISHED")
+        except Exception as exc:  # noqa: BLE001
+            log(f"warning: could not close MLflow run: {exc}")
+
+
+def safe(fn, *args: Any, **kwargs: Any) -> None:
+    """Call a logging function; a tracking failure becomes a warning, never a lost stage."""
+    try:
+        fn(*args, **kwargs)
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: MLflow logging failed ({getattr(fn, '__name__', fn)}): {type(exc).__name__}: {exc}")
+
+
+def data_fingerprint(meta_path: str | Path) -> str:
+    """sha256 of a data stage's meta.json (which holds the sha256 of every data file)."""
+    from genlab.runtime import sha256_file
+
+    return sha256_file(meta_path) if Path(meta_path).exists() else "missing"
+
+
+def log_stage(
+    stage: str,
+    common: CommonParams,
+    params: Any,
+    *,
+    metrics: dict[str, float] | None = None,
+    history: dict[str, list[dict[str, Any]]] | None = None,
+    artifacts: list[str | Path] | None = None,
+    models: dict[str, Any] | None = None,
+    tags: dict[str, Any] | None = None,
+) -> None:
+    """Log a finished stage to MLflow in one go, *after* its DVC outputs are written.
+
+    `params` is the stage's validated config (a pydantic model or a dict); `history` maps a
+    curve name to rows with a ``step`` key (the rows of `plots/<stage>/<name>.tsv`); `models`
+    maps an artifact name to a torch module. Never raises: a tracking failure is a warning.
+    """
+    if hasattr(params, "model_dump"):
+        params = params.model_dump(mode="json")
+    try:
+        with stage_run(stage, common, {stage: params} if params else {}, tags) as run:
+            if not run.active:
+                return
+            for name, rows in (history or {}).items():
+                safe(run.log_history, rows, "step", "")
+            safe(run.log_metrics, metrics or {})
+            for path in artifacts or []:
+                safe(run.log_artifact, path, None)
+            if common.tracking.log_models:
+                for name, model in (models or {}).items():
+                    safe(run.log_model, model, name)
+    except Exception as exc:  # noqa: BLE001
+        log(f"warning: MLflow logging failed for stage {stage}: {type(exc).__name__}: {exc}")

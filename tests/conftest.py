@@ -1,0 +1,96 @@
+"""Shared fixtures: every test runs offline, on CPU, with MLflow in a temp store."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY_PARAMS = Path(__file__).with_name("tiny_params.yaml")
+
+try:
+    import torch
+
+    HAS_CUDA = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    HAS_CUDA = False
+
+gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
+
+
+@pytest.fixture(autouse=True)
+def _offline_env(monkeypatch, tmp_path_factory):
+    """No test writes to the repo's mlflow.db or shows progress bars."""
+    store = tmp_path_factory.getbasetemp() / "mlflow-session.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{store}")
+    monkeypatch.setenv("GENLAB_PROGRESS", "0")
+    monkeypatch.delenv("DVC_EXP_NAME", raising=False)
+    monkeypatch.delenv("DVC_ROOT", raising=False)
+
+
+def deep_update(base: dict, over: dict) -> dict:
+    out = dict(base)
+    for k, v in over.items():
+        out[k] = deep_update(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def tiny_params(**overrides) -> dict:
+    """The repo's params.yaml shrunk by tests/tiny_params.yaml, plus `overrides` (section dicts)."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    params = deep_update(params, yaml.safe_load(TINY_PARAMS.read_text()) or {})
+    return deep_update(params, overrides)
+
+
+def run_stage(script: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    """Run `stages/<script>` as DVC would, in `cwd`, with this interpreter."""
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "stages" / script)],
+        cwd=cwd, capture_output=True, text=True, env={**os.environ, **(env or {})}, timeout=900,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{script} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture
+def stage_dir(tmp_path) -> Path:
+    """A temp working folder with tiny params.yaml, for running one stage script."""
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
+    return tmp_path
+
+
+def make_pipeline_repo(path: Path, params: dict | None = None) -> Path:
+    """A real git + DVC repo holding this project's pipeline (dvc.yaml, stages, src) and
+    `params` (default: tiny params), committed."""
+    path.mkdir(parents=True, exist_ok=True)
+    for name in ("dvc.yaml", "stages", "src"):
+        src = ROOT / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, path / name)
+    shutil.rmtree(path / "src" / "genlab.egg-info", ignore_errors=True)
+    (path / "params.yaml").write_text(yaml.safe_dump(params or tiny_params()))
+    (path / ".gitignore").write_text("__pycache__/\nmlflow.db\n")
+    env = {**os.environ, "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    git = lambda *a: subprocess.run(["git", *a], cwd=path, check=True, capture_output=True, env=env)  # noqa: E731
+    git("init", "-q", "-b", "main")
+    dvc(path, "init", "-q")
+    dvc(path, "config", "core.analytics", "false")
+    git("add", "-A")
+    git("commit", "-q", "-m", "pipeline")
+    return path
+
+
+def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    exe = Path(sys.executable).with_name("dvc")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+           "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    proc = subprocess.run([str(exe), *args], cwd=repo, capture_output=True, text=True, env=env, timeout=1800)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
+    return proc
