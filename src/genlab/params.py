@@ -48,13 +48,13 @@ _SHARED = tuple(CommonParams.model_fields)
 def _describe(err: dict[str, Any], model: type[BaseModel] | None) -> str:
     kind, ctx = err["type"], err.get("ctx") or {}
     if kind == "greater_than":
-        return f"must be > {ctx['gt']}"
+        return f"must be > {_num(ctx['gt'])}"
     if kind == "greater_than_equal":
-        return f"must be >= {ctx['ge']}"
+        return f"must be >= {_num(ctx['ge'])}"
     if kind == "less_than":
-        return f"must be < {ctx['lt']}"
+        return f"must be < {_num(ctx['lt'])}"
     if kind == "less_than_equal":
-        return f"must be <= {ctx['le']}"
+        return f"must be <= {_num(ctx['le'])}"
     if kind == "extra_forbidden":
         allowed = _allowed_keys(model, err["loc"][:-1])
         return "unknown key" + (f" (allowed: {', '.join(allowed)})" if allowed else "")
@@ -63,6 +63,10 @@ def _describe(err: dict[str, Any], model: type[BaseModel] | None) -> str:
     if kind == "missing":
         return "is required"
     return err["msg"][0].lower() + err["msg"][1:] if err["msg"] else kind
+
+
+def _num(x: Any) -> str:
+    return str(int(x)) if isinstance(x, float) and x.is_integer() else str(x)
 
 
 def _allowed_keys(model: type[BaseModel] | None, loc: tuple) -> list[str]:

@@ -1,0 +1,111 @@
+"""Typed params: every error class names the key path in one line."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import pytest
+import yaml
+from pydantic import Field
+
+from genlab.params import (
+    CommonParams,
+    ParamsError,
+    StrictModel,
+    flatten,
+    load_params,
+    load_params_or_exit,
+)
+
+
+class Inner(StrictModel):
+    width: int = Field(8, gt=0)
+
+
+class Section(StrictModel):
+    lr: float = Field(2e-4, gt=0)
+    dropout: float = Field(0.0, ge=0, le=1)
+    loss: Literal["bce", "lsgan"] = "bce"
+    inner: Inner = Inner()
+
+
+def write(tmp_path, data) -> str:
+    p = tmp_path / "params.yaml"
+    p.write_text(yaml.safe_dump(data))
+    return str(p)
+
+
+def error_for(tmp_path, data) -> str:
+    with pytest.raises(ParamsError) as exc:
+        load_params("gan", Section, write(tmp_path, data))
+    return str(exc.value)
+
+
+def test_valid_section_and_defaults(tmp_path):
+    common, cfg = load_params("gan", Section, write(tmp_path, {"seed": 3, "gan": {"lr": 0.1}}))
+    assert common.seed == 3 and common.device == "auto" and common.tracking.enabled
+    assert cfg.lr == 0.1 and cfg.loss == "bce" and cfg.inner.width == 8
+
+
+def test_out_of_range_names_key_and_value(tmp_path):
+    assert error_for(tmp_path, {"gan": {"lr": -1}}) == "params.yaml: gan.lr: must be > 0, got -1"
+    assert "gan.dropout: must be <= 1, got 1.5" in error_for(tmp_path, {"gan": {"dropout": 1.5}})
+
+
+def test_unknown_key_lists_allowed(tmp_path):
+    msg = error_for(tmp_path, {"gan": {"lrr": 0.1}})
+    assert msg.startswith("params.yaml: gan.lrr: unknown key")
+    assert "lr" in msg and "dropout" in msg
+    nested = error_for(tmp_path, {"gan": {"inner": {"wdth": 1}}})
+    assert nested.startswith("params.yaml: gan.inner.wdth: unknown key (allowed: width)")
+
+
+def test_wrong_type(tmp_path):
+    msg = error_for(tmp_path, {"gan": {"lr": "fast"}})
+    assert msg.startswith("params.yaml: gan.lr: ") and "'fast'" in msg
+    assert "gan.inner.width" in error_for(tmp_path, {"gan": {"inner": {"width": 2.5}}})
+
+
+def test_unknown_choice(tmp_path):
+    msg = error_for(tmp_path, {"gan": {"loss": "wasserstein"}})
+    assert msg.startswith("params.yaml: gan.loss: must be one of 'bce' or 'lsgan'")
+    assert "'wasserstein'" in msg
+
+
+def test_shared_sections_validated(tmp_path):
+    with pytest.raises(ParamsError, match=r"^params.yaml: device: must be one of"):
+        load_params("gan", Section, write(tmp_path, {"device": "tpu", "gan": {}}))
+    with pytest.raises(ParamsError, match=r"^params.yaml: seed: must be >= 0, got -1$"):
+        load_params("gan", Section, write(tmp_path, {"seed": -1, "gan": {}}))
+    with pytest.raises(ParamsError, match=r"tracking.enabled"):
+        load_params("gan", Section, write(tmp_path, {"tracking": {"enabled": "maybe"}, "gan": {}}))
+
+
+def test_missing_section_and_bad_file(tmp_path):
+    with pytest.raises(ParamsError, match="gan: section is missing"):
+        load_params("gan", Section, write(tmp_path, {"seed": 0}))
+    bad = tmp_path / "params.yaml"
+    bad.write_text("gan: [unclosed\n")
+    with pytest.raises(ParamsError, match="not valid YAML"):
+        load_params("gan", Section, bad)
+    with pytest.raises(ParamsError, match="must be a mapping"):
+        load_params("gan", Section, write(tmp_path, {"gan": [1, 2]}))
+
+
+def test_exit_is_one_line_and_code_2(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        load_params_or_exit("gan", Section, write(tmp_path, {"gan": {"lr": 0}}))
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: params.yaml: gan.lr: must be > 0, got 0"
+
+
+def test_repo_params_yaml_shared_sections_are_valid():
+    from conftest import ROOT
+
+    data = yaml.safe_load((ROOT / "params.yaml").read_text())
+    CommonParams.model_validate({k: data[k] for k in ("seed", "device", "tracking")})
+
+
+def test_flatten():
+    assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1]}) == {"a.b": 1, "a.c.d": "x", "e": [1]}
