@@ -264,14 +264,15 @@ def log_stage(
 ) -> None:
     """Log a finished stage to MLflow in one go, *after* its DVC outputs are written.
 
-    `params` is the stage's validated config (a pydantic model or a dict); `history` maps a
+    `params` is the stage's validated config (a pydantic model or a dict), logged flattened
+    (``lr``, ``disc.dropout``) beside ``seed`` and ``device``; `history` maps a
     curve name to rows with a ``step`` key (the rows of `plots/<stage>/<name>.tsv`); `models`
     maps an artifact name to a torch module. Never raises: a tracking failure is a warning.
     """
     if hasattr(params, "model_dump"):
         params = params.model_dump(mode="json")
     try:
-        with stage_run(stage, common, {stage: params} if params else {}, tags) as run:
+        with stage_run(stage, common, params or {}, tags) as run:
             if not run.active:
                 return
             for name, rows in (history or {}).items():
