@@ -86,8 +86,9 @@ def git_commit(root: Path) -> str:
 class StageRun:
     """What a stage logs to; every method is a no-op when tracking is disabled."""
 
-    def __init__(self, client: Any = None, run_id: str | None = None, uri: str | None = None):
-        self.client, self.run_id, self.uri = client, run_id, uri
+    def __init__(self, client: Any = None, run_id: str | None = None, uri: str | None = None,
+                 parent_id: str | None = None):
+        self.client, self.run_id, self.uri, self.parent_id = client, run_id, uri, parent_id
 
     @property
     def active(self) -> bool:
@@ -218,7 +219,7 @@ def stage_run(
                 **{k: str(v) for k, v in (tags or {}).items()},
             },
         )
-        run = StageRun(client, child.info.run_id, uri)
+        run = StageRun(client, child.info.run_id, uri, parent_id)
         run.log_params({"seed": common.seed, "device": common.device, **params})
     except Exception as exc:  # noqa: BLE001 - tracking must never cost a stage its outputs
         log(f"warning: MLflow tracking disabled for this stage: {type(exc).__name__}: {exc}")
@@ -261,13 +262,15 @@ def log_stage(
     artifacts: list[str | Path] | None = None,
     models: dict[str, Any] | None = None,
     tags: dict[str, Any] | None = None,
+    parent_artifacts: list[str | Path] | None = None,
 ) -> None:
     """Log a finished stage to MLflow in one go, *after* its DVC outputs are written.
 
     `params` is the stage's validated config (a pydantic model or a dict), logged flattened
     (``lr``, ``disc.dropout``) beside ``seed`` and ``device``; `history` maps a
     curve name to rows with a ``step`` key (the rows of `plots/<stage>/<name>.tsv`); `models`
-    maps an artifact name to a torch module. Never raises: a tracking failure is a warning.
+    maps an artifact name to a torch module; `parent_artifacts` go to the pipeline's parent
+    run (the run report). Never raises: a tracking failure is a warning.
     """
     if hasattr(params, "model_dump"):
         params = params.model_dump(mode="json")
@@ -280,6 +283,8 @@ def log_stage(
             safe(run.log_metrics, metrics or {})
             for path in artifacts or []:
                 safe(run.log_artifact, path, None)
+            for path in parent_artifacts or []:
+                safe(StageRun(run.client, run.parent_id, run.uri).log_artifact, path, None)
             if common.tracking.log_models:
                 for name, model in (models or {}).items():
                     safe(run.log_model, model, name)

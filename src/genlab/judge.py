@@ -1,0 +1,54 @@
+"""The `evaluate` stage: judge every generator's samples, and a real held-out split, with the
+classifier (see `genlab.evaluate` for the metrics themselves)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import Field
+
+from genlab.params import StrictModel
+
+
+class EvaluateParams(StrictModel):
+    batch_size: int = Field(500, ge=1)
+    # how many real training images form the "real" reference row (judged like a generator)
+    n_real: int = Field(10000, ge=100)
+    kid_subset_size: int = Field(1000, ge=10)
+
+
+SCALARS = ("confidence_mean", "frac_confident", "kl_uniform", "fid", "kid_mean", "kid_std", "inception_score")
+
+
+def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: dict[str, Path],
+                     classifier: Path, data_dir: Path, report_dir: Path) -> tuple[dict, dict]:
+    """Evaluate each samples file and a real row against the real test split.
+
+    Returns (metrics: {row: {key: float}}, histograms: {row: [counts]}); writes the
+    histogram and 30-labelled-samples figures of each row to `report_dir`.
+    """
+    from genlab.data.arrays import load_images, load_meta, load_split
+    from genlab.evaluate import evaluate_images, predict
+    from genlab.evaluate.figures import plot_class_histogram, plot_labelled_samples
+
+    test_images, _ = load_split(data_dir, "test")
+    train_images, _ = load_split(data_dir, "train")
+    class_names = load_meta(data_dir).get("class_names")
+    rng = np.random.default_rng(seed)
+    real = train_images[rng.permutation(len(train_images))[: cfg.n_real]]
+    rows = {"real": real, **{name: load_images(path) for name, path in samples.items()}}
+    metrics, hists = {}, {}
+    for name, images in rows.items():
+        res = evaluate_images(images, classifier, test_images, device=device, batch_size=cfg.batch_size,
+                              kid_subset_size=min(cfg.kid_subset_size, len(images), len(test_images)), seed=seed)
+        metrics[name] = {k: float(res[k]) for k in SCALARS}
+        hists[name] = [int(c) for c in res["class_hist"]]
+        names = class_names or [str(i) for i in range(len(hists[name]))]
+        plot_class_histogram(hists[name], names, report_dir / f"{name}_histogram.png",
+                             title=f"{name}: classes of {len(images)} images")
+        preds, conf = predict(images, classifier, device=device)
+        plot_labelled_samples(images, preds, conf, report_dir / f"{name}_samples.png", n=30, seed=seed,
+                              title=f"{name}: 30 random samples, predicted label (confidence)")
+    return metrics, hists

@@ -1,0 +1,138 @@
+"""The run report: one Markdown file (and its HTML rendering) with every figure and metric."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+from genlab.params import StrictModel, flatten
+
+
+class ReportParams(StrictModel):
+    title: str = "genlab run report"
+
+
+# (folder under reports/, heading, what it shows)
+SECTIONS = [
+    ("data", "Data", "samples of the prepared training images"),
+    ("classifier", "Classifier (the judge)", "confusion matrix on the real test set"),
+    ("gan", "DCGAN training", "fixed-noise samples during training"),
+    ("vae", "VAE training", "reconstructions, latent manifold and latent scatter"),
+    ("generate", "Samples", "random samples from each generator"),
+    ("evaluate", "Evaluation", "class histograms and 30 labelled samples per generator and for real data"),
+    ("render", "Traversals and GAN vs VAE", "latent traversals (each row: one point, then the steps towards the next)"),
+    ("char_rnn", "Char-RNN (torch)", "generated text"),
+    ("char_rnn_numpy", "Char-RNN (NumPy, from scratch)", "generated text and optimizer comparison"),
+]
+FIGURES = (".png", ".gif", ".svg", ".jpg")
+
+
+def _metrics_table(metrics_dir: Path) -> list[str]:
+    rows = []
+    for path in sorted(metrics_dir.glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            continue
+        for key, value in flatten(data).items():
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                rows.append(f"| {path.stem} | `{key}` | {value:.6g} |")
+    if not rows:
+        return ["_no metrics yet_"]
+    return ["| stage | metric | value |", "|---|---|---|", *rows]
+
+
+def _evaluate_table(metrics_dir: Path) -> list[str]:
+    path = metrics_dir / "evaluate.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    blocks = {k: v for k, v in data.items() if isinstance(v, dict)}
+    if not blocks:
+        return []
+    keys = list(next(iter(blocks.values())))
+    out = ["| images | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
+    out += [f"| {name} | " + " | ".join(f"{v.get(k, float('nan')):.4g}" for k in keys) + " |" for name, v in blocks.items()]
+    return out
+
+
+def build_report(reports_dir: Path, metrics_dir: Path, title: str = "genlab run report") -> str:
+    """Markdown for `reports/index.md`; figure links are relative to `reports_dir`."""
+    lines = [f"# {title}", ""]
+    ev = _evaluate_table(metrics_dir)
+    if ev:
+        lines += ["## Generated images judged by the classifier", "",
+                  "`fid`/`kid`: classifier-feature distances to the real test set (lower is better); "
+                  "`kl_uniform`: KL(class histogram ‖ uniform) in nats; `frac_confident`: share of images "
+                  "classified with confidence ≥ 0.9; `real` is a held-out real split judged the same way.", "", *ev, ""]
+    for folder, heading, what in SECTIONS:
+        d = reports_dir / folder
+        if not d.is_dir():
+            continue
+        figures = sorted(p for p in d.rglob("*") if p.suffix in FIGURES)
+        texts = sorted(p for p in d.rglob("*.txt"))
+        if not figures and not texts:
+            continue
+        lines += [f"## {heading}", "", f"_{what}_", ""]
+        for fig in figures:
+            rel = fig.relative_to(reports_dir).as_posix()
+            lines += [f"**{fig.stem}**", "", f"![{fig.stem}]({rel})", ""]
+        for txt in texts:
+            rel = txt.relative_to(reports_dir).as_posix()
+            body = txt.read_text(errors="replace")
+            excerpt = body[:1200] + ("\n…" if len(body) > 1200 else "")
+            lines += [f"**[{txt.name}]({rel})**", "", "```text", excerpt.replace("```", "'''"), "```", ""]
+    lines += ["## All metrics", "", *_metrics_table(metrics_dir), ""]
+    return "\n".join(lines)
+
+
+def markdown_to_html(md: str, title: str = "genlab run report") -> str:
+    """A small renderer for the report's own subset of Markdown (headings, images, tables, code)."""
+    out, in_code, table = [], False, []
+
+    def flush_table() -> None:
+        if table:
+            out.append("<table>")
+            for i, row in enumerate(table):
+                if set(row.replace("|", "").strip()) <= {"-"}:
+                    continue
+                cells = [c.strip() for c in row.strip().strip("|").split("|")]
+                tag = "th" if i == 0 else "td"
+                out.append("<tr>" + "".join(f"<{tag}>{_inline(c)}</{tag}>" for c in cells) + "</tr>")
+            out.append("</table>")
+            table.clear()
+
+    for line in md.splitlines():
+        if line.startswith("```"):
+            out.append("</pre>" if in_code else "<pre>")
+            in_code = not in_code
+            continue
+        if in_code:
+            out.append(html.escape(line))
+            continue
+        if line.startswith("|"):
+            table.append(line)
+            continue
+        flush_table()
+        if line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.startswith("!["):
+            alt, src = line[2:].split("](", 1)
+            out.append(f'<p><img src="{html.escape(src.rstrip(")"))}" alt="{html.escape(alt)}" style="max-width:100%"></p>')
+        elif line.strip():
+            out.append(f"<p>{_inline(line)}</p>")
+    flush_table()
+    style = "body{font-family:sans-serif;max-width:1200px;margin:auto}td,th{border:1px solid #ccc;padding:2px 6px}"
+    return f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{style}</style></head><body>\n" + "\n".join(out) + "\n</body></html>\n"
+
+
+def _inline(text: str) -> str:
+    import re
+
+    text = html.escape(text)
+    text = re.sub(r"\*\*\[(.+?)\]\((.+?)\)\*\*", r'<b><a href="\2">\1</a></b>', text)
+    text = re.sub(r"\*\*(.+?)\*\*", r"<b>\1</b>", text)
+    text = re.sub(r"`(.+?)`", r"<code>\1</code>", text)
+    return re.sub(r"_(.+?)_$", r"<i>\1</i>", text)
