@@ -1,0 +1,128 @@
+"""Traversals, grids, GIFs, sampling and the run report."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genlab.generate import balanced_labels, generate_samples
+from genlab.render.figures import RenderParams, render_traversal
+from genlab.render.grids import make_grid, save_gif, save_grid
+from genlab.render.report import build_report, markdown_to_html
+from genlab.render.traversal import lerp, path_labels, slerp, traversal_path
+
+
+class ToyDecoder(torch.nn.Module):
+    """A real (tiny) generator following the decode contract: z -> (B, 1, 8, 8) in [0, 1]."""
+
+    def __init__(self, z_dim: int = 4, num_classes: int | None = None):
+        super().__init__()
+        self.z_dim, self.num_classes, self.image_shape = z_dim, num_classes, (1, 8, 8)
+        torch.manual_seed(0)
+        self.fc = torch.nn.Linear(z_dim + (num_classes or 0), 64)
+
+    def decode(self, z, labels=None):
+        if self.num_classes:
+            z = torch.cat([z, torch.nn.functional.one_hot(labels, self.num_classes).float()], 1)
+        return torch.sigmoid(self.fc(z)).view(-1, 1, 8, 8)  # (B, 64) -> (B, 1, 8, 8)
+
+    def encode(self, x, labels=None):
+        flat = x.flatten(1)[:, : self.z_dim]
+        return flat, torch.zeros_like(flat)
+
+
+@pytest.mark.parametrize("mode", ["linear", "slerp"])
+def test_traversal_count_and_exact_endpoints(mode):
+    points = torch.randn(10, 16, generator=torch.Generator().manual_seed(0))
+    path = traversal_path(points, steps=100, mode=mode)
+    assert path.shape == (10 + 9 * 100, 16)
+    for i in range(10):
+        assert torch.equal(path[i * 101], points[i])  # every chosen point, exactly
+    # interpolated latents lie strictly between their endpoints
+    assert not any(torch.equal(path[1], p) for p in points)
+
+
+def test_lerp_is_linear_and_monotone():
+    a, b = torch.zeros(3), torch.ones(3)
+    out = lerp(a, b, torch.tensor([0.25, 0.5]))
+    assert torch.allclose(out, torch.tensor([[0.25] * 3, [0.5] * 3]))
+
+
+def test_slerp_keeps_norms_and_differs_from_lerp():
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(32, generator=g), torch.randn(32, generator=g)
+    b = b / b.norm() * a.norm()
+    t = torch.linspace(0, 1, 11)
+    s = slerp(a, b, t)
+    assert torch.allclose(s.norm(dim=1), a.norm().expand(11), rtol=1e-5)
+    assert torch.allclose(s[0], a, atol=1e-6) and torch.allclose(s[-1], b, atol=1e-6)
+    assert (lerp(a, b, t)[5].norm() < a.norm() * 0.95)  # lerp cuts inside the sphere
+    # parallel vectors fall back to lerp without NaNs
+    assert torch.isfinite(slerp(a, 2 * a, t)).all()
+
+
+def test_traversal_rejects_bad_input():
+    with pytest.raises(ValueError, match="at least 2 points"):
+        traversal_path(torch.zeros(1, 3), 5)
+
+
+def test_path_labels_follow_segments():
+    labels = path_labels(torch.tensor([3, 7, 1]), steps=2)
+    assert labels.tolist() == [3, 3, 3, 7, 7, 7, 1]
+
+
+def test_generate_samples_seeded_and_balanced():
+    model = ToyDecoder(num_classes=10)
+    a, la = generate_samples(model, 25, seed=3, batch_size=7)
+    b, _ = generate_samples(model, 25, seed=3, batch_size=25)
+    c, _ = generate_samples(model, 25, seed=4)
+    assert a.dtype == np.uint8 and a.shape == (25, 1, 8, 8)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)  # batching does not change samples
+    assert np.bincount(la, minlength=10).tolist() == [3] * 5 + [2] * 5
+    assert balanced_labels(4, 3).tolist() == [0, 1, 2, 0]
+
+
+def test_grid_layout_and_files(tmp_path):
+    images = np.stack([np.full((1, 4, 4), i * 20, np.uint8) for i in range(5)])
+    grid = make_grid(images, ncols=2, pad=1)
+    assert grid.shape == (3 * 5 + 1, 2 * 5 + 1, 1)
+    assert grid[1, 1, 0] == 0 and grid[1, 6, 0] == 20 and grid[11, 1, 0] == 80
+    save_grid(images, tmp_path / "g.png", ncols=2, scale=3, pad=1)
+    assert Image.open(tmp_path / "g.png").size == (33, 48)
+    save_gif(images, tmp_path / "a.gif", fps=10, scale=2)
+    gif = Image.open(tmp_path / "a.gif")
+    assert gif.n_frames == 5 and gif.size == (8, 8)
+
+
+def test_render_traversal_writes_grid_and_gif(tmp_path):
+    model = ToyDecoder()
+    cfg = RenderParams(points=3, steps=4, interpolation="slerp")
+    real = np.random.default_rng(0).integers(0, 256, (20, 1, 8, 8), dtype=np.uint8)
+    stats = render_traversal("vae", model, cfg, seed=0, device="cpu", out_dir=tmp_path, real=real,
+                             real_labels=np.zeros(20, np.int64))
+    assert stats["render/vae/traversal_images"] == 3 + 2 * 4
+    assert Image.open(tmp_path / "vae_traversal.gif").n_frames == 11
+    # one row per segment: 5 columns of (8 px + 1 pad)
+    assert Image.open(tmp_path / "vae_traversal.png").size == (5 * 9 + 1, 3 * 9 + 1)
+
+
+def test_report_lists_figures_texts_and_metrics(tmp_path):
+    reports, metrics = tmp_path / "reports", tmp_path / "metrics"
+    (reports / "gan").mkdir(parents=True)
+    (reports / "char_rnn").mkdir()
+    metrics.mkdir()
+    save_grid(np.zeros((4, 1, 4, 4), np.uint8), reports / "gan" / "epoch_001.png")
+    (reports / "char_rnn" / "generated.txt").write_text("ROMEO: hello")
+    (metrics / "evaluate.json").write_text(json.dumps({"gan": {"fid": 1.5, "kl_uniform": 0.01}, "real": {"fid": 0.1, "kl_uniform": 0.0}}))
+    (metrics / "gan.json").write_text(json.dumps({"gan/g_loss": 0.7}))
+    md = build_report(reports, metrics)
+    assert "![epoch_001](gan/epoch_001.png)" in md
+    assert "ROMEO: hello" in md
+    assert "| gan | 1.5 | 0.01 |" in md and "| real | 0.1 | 0 |" in md
+    assert "| gan | `gan/g_loss` | 0.7 |" in md
+    page = markdown_to_html(md)
+    assert '<img src="gan/epoch_001.png"' in page and "<table>" in page and "<pre>" in page
