@@ -21,8 +21,10 @@ def main() -> None:
     stats = {}
     for name in GENERATORS:
         model = load_generator(name, default_checkpoint(name), device)
+        encoded = name == "vae"  # the VAE walks between encoded test images, the GAN between prior draws
         stats.update(render_traversal(name, model, cfg, seed=common.seed, device=device, out_dir=out,
-                                      real=test_images, real_labels=test_labels))
+                                      real=test_images if encoded else None,
+                                      real_labels=test_labels if encoded else None))
     samples = {name: np.load(Path("data/generated") / f"{name}.npy") for name in GENERATORS}
     comparison_figure(samples, out / "gan_vs_vae.png", cfg.compare_n)
     write_json("metrics/render.json", stats)

@@ -27,13 +27,14 @@ class RenderParams(StrictModel):
     compare_n: int = Field(64, ge=1, le=400)  # samples per model in the GAN vs VAE figure
 
 
-def traversal_points(name: str, model: Any, n: int, *, seed: int, real: np.ndarray | None = None,
+def traversal_points(model: Any, n: int, *, seed: int, real: np.ndarray | None = None,
                      real_labels: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """The points a traversal visits: N(0, I) draws for the GAN; for the VAE the encoded means
-    of `n` random real test images (as in the seed report). Labels for conditional models."""
+    """The points a traversal visits: N(0, I) draws (the GAN); or, when `real` images are
+    given (the VAE), the encoded means of `n` random ones, as in the seed report. Labels for
+    conditional models: the real labels, else random classes."""
     gen = torch.Generator().manual_seed(seed)
     labels = None
-    if name == "vae" and real is not None:
+    if real is not None:
         idx = torch.randperm(len(real), generator=gen)[:n].numpy()
         x = torch.from_numpy(real[idx]).float() / 255.0
         dev = next(model.parameters()).device
@@ -51,7 +52,7 @@ def traversal_points(name: str, model: Any, n: int, *, seed: int, real: np.ndarr
 def render_traversal(name: str, model: Any, cfg: RenderParams, *, seed: int, device: Any, out_dir: Path,
                      real: np.ndarray | None = None, real_labels: np.ndarray | None = None) -> dict[str, float]:
     """`<name>_traversal.png` (all P + (P-1)*S images, one segment per row) and `<name>_traversal.gif`."""
-    points, labels = traversal_points(name, model, cfg.points, seed=seed, real=real, real_labels=real_labels)
+    points, labels = traversal_points(model, cfg.points, seed=seed, real=real, real_labels=real_labels)
     z = traversal_path(points, cfg.steps, cfg.interpolation)
     images = decode_path(model, z, path_labels(labels, cfg.steps), device=device)
     # one row per segment start: row i holds point i and the steps towards point i+1
