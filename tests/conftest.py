@@ -94,3 +94,14 @@ def dvc(repo: Path, *args: str, check: bool = True) -> subprocess.CompletedProce
     if check and proc.returncode != 0:
         raise AssertionError(f"dvc {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
     return proc
+
+
+@pytest.fixture(scope="session")
+def digits_dir(tmp_path_factory) -> Path:
+    """A prepared tiny synthetic-digits set (600 train / 200 test, seed 0, 1x28x28) made by the
+    library's `prepare_images`; read it with `genlab.data.arrays.load_split(digits_dir, split)`."""
+    from genlab.data.images import PrepareImagesParams, prepare_images
+
+    out = tmp_path_factory.mktemp("digits") / "images"
+    prepare_images(PrepareImagesParams(source="synthetic-digits", n_train=600, n_test=200), out, seed=0)
+    return out
