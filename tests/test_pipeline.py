@@ -1,0 +1,87 @@
+"""The whole pipeline, end to end, with real DVC in a temporary git repo and tiny params."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+from mlflow.tracking import MlflowClient
+
+from conftest import dvc, make_pipeline_repo, tiny_params
+
+STAGES = {"prepare_images", "prepare_text", "train_classifier", "train_char_rnn", "train_char_rnn_numpy",
+          "train_gan", "train_vae", "generate", "evaluate", "render", "report"}
+EVALUATE_KEYS = {"confidence_mean", "frac_confident", "kl_uniform", "fid", "kid_mean", "kid_std", "inception_score"}
+
+
+def ran(output: str) -> set[str]:
+    return set(re.findall(r"Running stage '([\w-]+)'", output))
+
+
+@pytest.fixture(scope="module")
+def pipeline(tmp_path_factory):
+    """One tiny end-to-end `dvc repro`, shared by the tests below (they run in file order)."""
+    repo = make_pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    out = dvc(repo, "repro").stdout
+    return repo, out
+
+
+@pytest.mark.slow
+def test_repro_runs_every_stage_and_writes_outputs(pipeline):
+    repo, out = pipeline
+    assert ran(out) == STAGES
+    assert set(yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]) == STAGES
+    for path in ["data/images/meta.json", "data/text/vocab.json", "models/classifier/checkpoint.pt",
+                 "models/gan/checkpoint.pt", "models/vae/checkpoint.pt", "data/generated/gan.npy",
+                 "reports/render/gan_traversal.png", "reports/render/vae_traversal.gif",
+                 "reports/render/gan_vs_vae.png", "reports/index.md", "reports/index.html", "dvc.lock"]:
+        assert (repo / path).exists(), path
+    metrics = json.loads((repo / "metrics/evaluate.json").read_text())
+    assert set(metrics) == {"real", "gan", "vae"}
+    for row in metrics.values():
+        assert set(row) == EVALUATE_KEYS
+    index = (repo / "reports/index.md").read_text()
+    for fig in ("render/gan_traversal.png", "render/vae_traversal.png", "evaluate/gan_histogram.png", "render/gan_vs_vae.png"):
+        assert f"({fig})" in index
+
+
+@pytest.mark.slow
+def test_second_repro_runs_nothing(pipeline):
+    repo, _ = pipeline
+    out = dvc(repo, "repro").stdout
+    assert ran(out) == set()
+    assert "Data and pipelines are up to date" in out
+
+
+@pytest.mark.slow
+def test_exp_run_reruns_exactly_the_gan_and_downstream(pipeline):
+    repo, _ = pipeline
+    out = dvc(repo, "exp", "run", "-n", "gan-lr", "-S", "gan.lr=0.0001").stdout
+    assert ran(out) == {"train_gan", "generate", "evaluate", "render", "report"}
+    show = dvc(repo, "exp", "show", "--json").stdout
+    assert "gan-lr" in show and "fid" in show
+    # MLflow: one parent per pipeline execution, one child per executed stage
+    client = MlflowClient(tracking_uri=f"sqlite:///{repo}/mlflow.db")
+    runs = client.search_runs([client.get_experiment_by_name("genlab").experiment_id], max_results=500)
+    parents = {r.info.run_id: r for r in runs if "mlflow.parentRunId" not in r.data.tags}
+    assert sorted(p.info.run_name.split()[0] for p in parents.values()) == ["gan-lr", "workspace"]
+    exp_parent = next(p for p in parents.values() if p.info.run_name == "gan-lr")
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == exp_parent.info.run_id]
+    assert {c.info.run_name for c in children} == {"train_gan", "generate", "evaluate", "render", "report"}
+    assert any(a.path == "index.md" for a in client.list_artifacts(exp_parent.info.run_id))
+
+
+@pytest.mark.slow
+def test_bad_params_stop_the_stage_and_change_nothing(pipeline):
+    repo, _ = pipeline
+    before = (repo / "metrics/evaluate.json").read_bytes()
+    params = yaml.safe_load((repo / "params.yaml").read_text())
+    params["gan"]["lr"] = -1
+    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = dvc(repo, "repro", check=False)
+    assert proc.returncode != 0
+    assert "params.yaml: gan.lr: must be > 0, got -1" in proc.stdout + proc.stderr
+    assert (repo / "metrics/evaluate.json").read_bytes() == before
+    assert (repo / "models/gan/checkpoint.pt").exists()
