@@ -1,7 +1,7 @@
 """Stage train_vae: train the VAE of params.yaml `vae` on data/images.
 
 Outputs: models/vae/checkpoint.pt (self-describing; `genlab.models.vae.load_vae`),
-models/vae/resume.pt (persistent, resumed when its config matches), metrics/vae.json,
+models/vae_resume/resume.pt (persistent, resumed when its config matches), metrics/vae.json,
 plots/vae/loss.tsv, reports/vae/ (reconstructions, samples, manifold, latent scatter, class grid).
 """
 
@@ -18,7 +18,7 @@ from genlab.tracking import data_fingerprint, log_stage
 from genlab.train.vae import TrainingDiverged, VaeData, VaeParams, train_vae, write_figures
 
 DATA = Path("data/images")
-MODEL_DIR, REPORTS = Path("models/vae"), Path("reports/vae")
+MODEL_DIR, RESUME, REPORTS = Path("models/vae"), Path("models/vae_resume/resume.pt"), Path("reports/vae")
 
 
 def main() -> int:
@@ -32,7 +32,7 @@ def main() -> int:
     data = VaeData(train_x, train_y, test_x, test_y, num_classes, data_fingerprint(DATA / "meta.json"))
     try:
         run = train_vae(cfg, data, seed=common.seed, device=resolve_device(common.device),
-                        resume_path=MODEL_DIR / "resume.pt", reports_dir=REPORTS)
+                        resume_path=RESUME, reports_dir=REPORTS)
     except (TrainingDiverged, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

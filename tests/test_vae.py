@@ -226,7 +226,7 @@ def test_resume_is_bit_exact_across_processes(tmp_path):
     run_stage("train_vae.py", a)  # "interrupted" after epoch 1 ...
     set_params(a, epochs=2)
     proc = run_stage("train_vae.py", a)  # ... resumed in another process
-    assert "resuming from models/vae/resume.pt at epoch 1/2" in proc.stderr
+    assert "resuming from models/vae_resume/resume.pt at epoch 1/2" in proc.stderr
     set_params(b, epochs=2)
     run_stage("train_vae.py", b)  # uninterrupted
     ca = load_checkpoint(a / "models/vae/checkpoint.pt", "vae")

@@ -42,7 +42,7 @@ class VaeParams(StrictModel):
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
     recon_every: int = Field(1, ge=1)  # reconstructions of fixed test images every N epochs
-    resume: bool = True  # continue from models/vae/resume.pt when its config matches
+    resume: bool = True  # continue from models/vae_resume/resume.pt when its config matches
 
 
 # Keys that do not change the trajectory of training: a resume checkpoint written under other
