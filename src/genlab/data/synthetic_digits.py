@@ -4,7 +4,8 @@ Each digit is a font glyph (from the TrueType fonts in ``matplotlib.get_data_pat
 whose digit glyphs really are digits) pushed through a random affine map (rotation, shear,
 aspect), a smooth elastic displacement field and a random stroke width, then normalised the
 way MNIST was built (LeCun et al. 1998): the digit is scaled to fit a 20x20 box keeping its
-aspect ratio, and placed in a 28x28 image so that its centre of mass is at the image centre.
+aspect ratio, and placed in a 28x28 image so that its centre of mass is at the image centre
+(moved only as far as needed to keep the digit inside the frame).
 
 All randomness comes from one ``numpy.random.Generator`` per split, drawn up front, so the
 result depends only on the seed and the split size (not on batch size or thread count): the
@@ -220,6 +221,11 @@ def _place_mnist(ink: np.ndarray) -> np.ndarray:
     cx = (w64.sum(1) * coords).sum(1) / mass
     # output pixel u (in 28-px units, 0..28) samples the source at  c + (u - 14) * extent / BOX
     k = extent / BOX                       # source px per output px
+    # A lopsided digit (a font's 7: heavy bar, thin stem) centred by mass alone would run off
+    # the image; shift it just enough to keep its box 1.5 px inside the frame.
+    half = (OUT / 2 - 1.5) * k
+    cy = np.clip(cy, r1 + 1 - half, r0 + half)
+    cx = np.clip(cx, c1 + 1 - half, c0 + half)
     # in grid_sample's normalised coords (align_corners=False: -1..1 spans the whole image)
     theta = np.zeros((b, 2, 3))
     theta[:, 0, 0] = k * OUT / CANVAS
