@@ -1,0 +1,164 @@
+"""A small CNN image classifier: the judge of generated images and their feature extractor.
+
+``Classifier.forward`` maps float images in [0, 1] to logits; ``Classifier.features`` returns
+the penultimate layer, the space in which :mod:`genlab.evaluate` measures classifier FID/KID
+(Inception features mean little on 28x28 digits). Works for 1 or 3 channels and any square
+image size: the flatten size is computed from the number of pooling blocks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from genlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+
+KIND = "classifier"
+
+
+@dataclass
+class ClassifierConfig:
+    """Everything needed to rebuild a :class:`Classifier` (stored in its checkpoint)."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    num_classes: int = 10
+    class_names: list[str] = field(default_factory=list)
+    channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv block per entry
+    convs_per_block: int = 1
+    hidden: int = 128  # width of the penultimate (feature) layer
+    dropout: float = 0.25
+
+    def __post_init__(self) -> None:
+        if self.in_channels not in (1, 3):
+            raise ValueError(f"classifier: in_channels must be 1 or 3, got {self.in_channels}")
+        if not self.channels:
+            raise ValueError("classifier: channels must list at least one conv block width")
+        if self.image_size // 2 ** len(self.channels) < 1:
+            raise ValueError(
+                f"classifier: {len(self.channels)} pooling blocks (channels={self.channels}) shrink "
+                f"{self.image_size}x{self.image_size} images below 1 pixel; use fewer blocks"
+            )
+        if not self.class_names:
+            self.class_names = [str(i) for i in range(self.num_classes)]
+        if len(self.class_names) != self.num_classes:
+            raise ValueError(
+                f"classifier: {len(self.class_names)} class names for {self.num_classes} classes"
+            )
+        self.channels = [int(c) for c in self.channels]
+        self.class_names = [str(c) for c in self.class_names]
+
+    @property
+    def final_size(self) -> int:
+        """Spatial size after the pooling blocks (each halves it, flooring)."""
+        return self.image_size // 2 ** len(self.channels)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClassifierConfig":
+        unknown = set(d) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise ValueError(f"unknown classifier config keys: {sorted(unknown)}")
+        return cls(**d)
+
+
+def _conv_block(c_in: int, c_out: int, n_convs: int) -> nn.Sequential:
+    """n x (3x3 conv, BatchNorm, ReLU) then 2x2 max-pool: (B, c_in, S, S) -> (B, c_out, S//2, S//2)."""
+    layers: list[nn.Module] = []
+    for i in range(n_convs):
+        layers += [
+            nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False),
+            nn.BatchNorm2d(c_out),
+            nn.ReLU(inplace=True),
+        ]
+    layers.append(nn.MaxPool2d(2))
+    return nn.Sequential(*layers)
+
+
+class Classifier(nn.Module):
+    """Conv blocks -> flatten -> hidden ReLU layer (the features) -> dropout -> logits."""
+
+    def __init__(self, config: ClassifierConfig):
+        super().__init__()
+        self.config = config
+        widths = [config.in_channels, *config.channels]
+        # (B, C, S, S) -> (B, channels[-1], S / 2**blocks, S / 2**blocks); e.g. 28 -> 14 -> 7
+        self.conv = nn.Sequential(
+            *[_conv_block(widths[i], widths[i + 1], config.convs_per_block) for i in range(len(config.channels))]
+        )
+        flat = config.channels[-1] * config.final_size**2
+        # (B, channels[-1] * s * s) -> (B, hidden)
+        self.fc = nn.Linear(flat, config.hidden)
+        self.dropout = nn.Dropout(config.dropout)
+        # (B, hidden) -> (B, num_classes)
+        self.head = nn.Linear(config.hidden, config.num_classes)
+
+    # the attributes the evaluation code and other stages rely on
+    @property
+    def in_channels(self) -> int:
+        return self.config.in_channels
+
+    @property
+    def image_size(self) -> int:
+        return self.config.image_size
+
+    @property
+    def num_classes(self) -> int:
+        return self.config.num_classes
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.config.class_names)
+
+    @property
+    def num_features(self) -> int:
+        """Feature dimension (torchmetrics reads this name from custom feature extractors)."""
+        return self.config.hidden
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images (B, C, H, W) in [0, 1] -> penultimate activations (B, hidden)."""
+        h = self.conv(x - 0.5)  # centre the input; (B, C, S, S) -> (B, c_last, s, s)
+        h = h.flatten(1)  # (B, c_last, s, s) -> (B, c_last * s * s)
+        return F.relu(self.fc(h))  # (B, hidden)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Float images (B, C, H, W) in [0, 1] -> logits (B, num_classes)."""
+        return self.head(self.dropout(self.features(x)))
+
+    def loss(self, x: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+        return classification_loss(self(x), labels, label_smoothing)
+
+
+def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
+    """Mean cross-entropy (optionally label-smoothed, Szegedy et al. 2016)."""
+    return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
+
+
+def save_classifier(path: str | Path, model: Classifier, **payload: Any) -> Path:
+    """Self-describing checkpoint: config + weights (+ optimizer, epoch, history, rng in `payload`)."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    return save_checkpoint(path, kind=KIND, config=model.config.to_dict(), model=state, **payload)
+
+
+def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+    """Rebuild a trained classifier from its checkpoint alone, in eval mode on `device`.
+
+    Raises :class:`CheckpointError` (a RuntimeError) with one clear message when the file is
+    missing, corrupted, of another kind or does not match its own config.
+    """
+    ckpt = load_checkpoint(path, kind=KIND)
+    try:
+        config = ClassifierConfig.from_dict(dict(ckpt["config"]))
+        model = Classifier(config)
+        model.load_state_dict(ckpt["model"])
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"checkpoint {path} does not hold a valid classifier: {first}") from None
+    return model.to(device).eval()
