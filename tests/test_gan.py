@@ -1,0 +1,255 @@
+"""DCGAN: architectures, losses, one D step, bad params, resume after a hard kill, load_generator."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, run_stage, tiny_params
+
+from genlab.models.gan import (
+    Discriminator,
+    GanModelConfig,
+    Generator,
+    discriminator_accuracy,
+    discriminator_loss,
+    generator_loss,
+    load_generator,
+)
+from genlab.params import ParamsError
+from genlab.train.gan import GanParams
+
+
+# ----------------------------------------------------------------------------- architectures
+
+ARCH_CASES = [
+    ("mnist28", 28, {}), ("mnist28", 32, {}),
+    ("mnist28", 28, {"d_layout": "report", "d_layers": 4, "g_layers": 4, "d_dropout": 0.3, "init": "xavier"}),
+    ("dcgan64", 32, {}), ("dcgan64", 64, {}), ("dcgan64", 64, {"batchnorm": False}),
+]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("arch,size,extra", ARCH_CASES)
+def test_shapes(arch, size, extra, channels):
+    small = {"g_width": 8, "d_width": 8} if arch == "mnist28" else {"ngf": 8, "ndf": 8}
+    cfg = GanModelConfig(arch=arch, channels=channels, image_size=size, z_dim=10, **small, **extra)
+    g, d = Generator(cfg), Discriminator(cfg)
+    z = g.sample_latent(4)
+    assert z.shape == (4, 10)
+    x = g(z)
+    assert x.shape == (4, channels, size, size) and g.image_shape == (channels, size, size)
+    assert x.min() >= -1 and x.max() <= 1
+    assert d(x).shape == (4,)
+
+
+def test_conditional_shapes():
+    cfg = GanModelConfig(z_dim=8, num_classes=10, g_width=8, d_width=8)
+    g, d = Generator(cfg), Discriminator(cfg)
+    y = torch.tensor([0, 3, 9])
+    x = g(g.sample_latent(3), y)
+    assert x.shape == (3, 1, 28, 28) and d(x, y).shape == (3,)
+    with pytest.raises(ValueError, match="labels"):
+        g(g.sample_latent(3))
+
+
+@pytest.mark.parametrize("arch,size", [("mnist28", 64), ("dcgan64", 28)])
+def test_image_size_the_arch_cannot_make_names_the_key(arch, size):
+    with pytest.raises(ParamsError, match=r"gan\.arch: .*prepare_images\.image_size"):
+        Generator(GanModelConfig(arch=arch, image_size=size))
+
+
+# ----------------------------------------------------------------------------- losses
+
+LOG2 = math.log(2.0)
+
+
+def test_bce_losses_by_hand():
+    real, fake = torch.tensor([0.0, math.log(3.0)]), torch.tensor([0.0, -math.log(3.0)])
+    # sigmoid(ln 3) = 0.75, sigmoid(-ln 3) = 0.25
+    lr, lf = discriminator_loss(real, fake, "bce")
+    assert lr.item() == pytest.approx((LOG2 - math.log(0.75)) / 2)
+    assert lf.item() == pytest.approx((LOG2 - math.log(0.75)) / 2)
+    # one-sided smoothing: real target 0.9 -> -(0.9 ln p + 0.1 ln(1-p))
+    lr_s, lf_s = discriminator_loss(real, fake, "nonsaturating", real_target=0.9)
+    assert lr_s.item() == pytest.approx((LOG2 - 0.9 * math.log(0.75) - 0.1 * math.log(0.25)) / 2)
+    assert lf_s.item() == pytest.approx(lf.item())
+    # per-sample targets (label flipping): flip the second real target to 0
+    lr_f, _ = discriminator_loss(real, fake, "bce", real_target=torch.tensor([1.0, 0.0]))
+    assert lr_f.item() == pytest.approx((LOG2 - math.log(0.25)) / 2)
+    # G: minimax log(1 - D) vs non-saturating -log D
+    g_out = torch.tensor([0.0, math.log(3.0)])
+    assert generator_loss(g_out, "bce").item() == pytest.approx((math.log(0.5) + math.log(0.25)) / 2)
+    assert generator_loss(g_out, "nonsaturating").item() == pytest.approx((LOG2 - math.log(0.75)) / 2)
+
+
+def test_lsgan_losses_by_hand():
+    real, fake = torch.tensor([1.0, 0.5]), torch.tensor([0.0, 1.0])
+    lr, lf = discriminator_loss(real, fake, "lsgan")
+    assert lr.item() == pytest.approx(0.5 * (0 + 0.25) / 2)
+    assert lf.item() == pytest.approx(0.5 * (0 + 1.0) / 2)
+    assert generator_loss(fake, "lsgan").item() == pytest.approx(0.5 * (1.0 + 0) / 2)
+
+
+def test_discriminator_accuracy():
+    out = torch.tensor([-1.0, 0.2, 3.0, 0.7])
+    assert discriminator_accuracy(out, "bce", real=True).item() == pytest.approx(0.75)
+    assert discriminator_accuracy(out, "bce", real=False).item() == pytest.approx(0.25)
+    assert discriminator_accuracy(out, "lsgan", real=True).item() == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("loss", ["nonsaturating", "lsgan"])
+def test_one_d_step_reduces_d_loss_on_an_easy_batch(loss):
+    torch.manual_seed(0)
+    cfg = GanModelConfig(z_dim=8, g_width=8, d_width=8)
+    d = Discriminator(cfg)
+    opt = torch.optim.Adam(d.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.ones(32, 1, 28, 28) * 0.8 + 0.05 * torch.randn(32, 1, 28, 28)
+    fake = -torch.ones(32, 1, 28, 28) * 0.8 + 0.05 * torch.randn(32, 1, 28, 28)
+
+    def total():
+        return sum(discriminator_loss(d(real), d(fake), loss))
+
+    before = total()
+    opt.zero_grad()
+    before.backward()
+    opt.step()
+    with torch.no_grad():
+        after = total()
+    assert after.item() < before.item() - 1e-3
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+def _digits_like(n: int = 192, size: int = 28, channels: int = 1, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Blobs at 10 class-dependent positions: structured enough to train on, fast to make."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, 10, n).astype(np.int64)
+    yy, xx = np.mgrid[:size, :size]
+    cy, cx = 6 + (labels % 5) * (size - 12) / 4, 8 + (labels // 5) * (size - 16)
+    img = np.exp(-((yy[None] - cy[:, None, None]) ** 2 + (xx[None] - cx[:, None, None]) ** 2) / 18.0)
+    img = np.clip(img + 0.05 * rng.standard_normal(img.shape), 0, 1)
+    images = np.repeat((img * 255).astype(np.uint8)[:, None], channels, axis=1)
+    return images, labels
+
+
+def _write_data(root: Path, images: np.ndarray, labels: np.ndarray) -> None:
+    d = root / "data" / "images"
+    d.mkdir(parents=True, exist_ok=True)
+    np.save(d / "train_images.npy", images)
+    np.save(d / "train_labels.npy", labels)
+    (d / "meta.json").write_text(json.dumps({"source": "test"}))
+
+
+def _gan_dir(tmp_path: Path, name: str, data_size: int = 28, **gan) -> Path:
+    root = tmp_path / name
+    root.mkdir()
+    params = tiny_params(gan=gan, tracking={"enabled": False}, device="cpu")
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    _write_data(root, *_digits_like(size=data_size))
+    return root
+
+
+@pytest.mark.parametrize("override,key", [({"z_dim": 0}, "gan.z_dim"), ({"d_dropout": 1.5}, "gan.d_dropout"),
+                                          ({"loss": "wgan"}, "gan.loss"), ({"lr": -1}, "gan.lr")])
+def test_bad_params_fail_naming_the_key(tmp_path, override, key):
+    root = _gan_dir(tmp_path, "bad", **override)
+    proc = run_stage("train_gan.py", root, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert key in proc.stderr
+
+
+def test_image_size_error_through_the_stage(tmp_path):
+    root = _gan_dir(tmp_path, "size", data_size=64)  # mnist28 (the default) cannot make 64 px
+    proc = run_stage("train_gan.py", root, check=False)
+    assert proc.returncode == 2
+    assert "gan.arch" in proc.stderr and "64 px" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+RESUME_PARAMS = dict(epochs=2, limit=None, batch_size=32, log_every=1, checkpoint_every=4, sample_every=1)
+
+
+def _states(root: Path) -> dict[str, torch.Tensor]:
+    ck = torch.load(root / "models/gan/checkpoint.pt", weights_only=True)
+    return {**{f"g.{k}": v for k, v in ck["generator"].items()}, **{f"d.{k}": v for k, v in ck["discriminator"].items()}}
+
+
+def test_resume_after_kill_is_bit_identical(tmp_path):
+    """192 images / batch 32 = 6 steps per epoch, checkpoints at steps 4, 6 (epoch end), 8, ...
+    SIGKILL after step 9 (mid epoch 2) -> the rerun resumes from step 8 and must end with the
+    same weights, losses and grids as a run that was never interrupted."""
+    straight = _gan_dir(tmp_path, "straight", **RESUME_PARAMS)
+    run_stage("train_gan.py", straight)
+    killed = _gan_dir(tmp_path, "killed", **RESUME_PARAMS)
+    proc = run_stage("train_gan.py", killed, env={"GENLAB_STOP_AFTER_STEPS": "9"}, check=False)
+    assert proc.returncode == -signal.SIGKILL
+    assert not (killed / "models/gan/checkpoint.pt").exists()
+    state = torch.load(killed / "models/gan_resume/state.pt", weights_only=True)
+    assert state["step"] == 8 and state["epoch"] == 1 and not state["finished"]
+    (killed / "reports/gan/epoch_001.png").unlink()  # DVC deletes outs before re-running a stage
+
+    proc = run_stage("train_gan.py", killed)
+    assert "resuming" in proc.stderr and "step 8/12" in proc.stderr
+    a, b = _states(straight), _states(killed)
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a), [k for k in a if not torch.equal(a[k], b[k])]
+    assert (straight / "plots/gan/losses.tsv").read_text() == (killed / "plots/gan/losses.tsv").read_text()
+    ma, mb = (json.loads((r / "metrics/gan.json").read_text()) for r in (straight, killed))
+    for k in ("gan/img_per_s", "gan/train_seconds"):
+        ma.pop(k), mb.pop(k)
+    assert ma == mb
+    for name in ("epoch_001.png", "epoch_002.png", "progress.gif"):
+        assert (straight / "reports/gan" / name).read_bytes() == (killed / "reports/gan" / name).read_bytes()
+
+    # a finished run is not resumed; changed params start fresh
+    proc = run_stage("train_gan.py", killed)
+    assert "finished run; starting fresh" in proc.stderr
+    params = yaml.safe_load((killed / "params.yaml").read_text())
+    params["gan"]["lr"] = 1e-4
+    (killed / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = run_stage("train_gan.py", killed, env={"GENLAB_STOP_AFTER_STEPS": "5"}, check=False)
+    proc = run_stage("train_gan.py", killed)
+    assert "resuming" in proc.stderr and "step 4/12" in proc.stderr
+
+
+def test_outputs_and_load_generator(tmp_path):
+    root = _gan_dir(tmp_path, "out", epochs=2, limit=None, log_every=2, sample_every=1)
+    run_stage("train_gan.py", root)
+    metrics = json.loads((root / "metrics/gan.json").read_text())
+    assert {"gan/d_loss_real", "gan/d_loss_fake", "gan/g_loss", "gan/d_acc_real", "gan/d_acc_fake",
+            "gan/img_per_s"} <= metrics.keys()
+    assert metrics["gan/img_per_s"] > 0 and metrics["gan/steps"] == 12
+    header, *rows = (root / "plots/gan/losses.tsv").read_text().splitlines()
+    assert header.split("\t") == ["step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake"]
+    assert [int(r.split("\t")[0]) for r in rows] == [2, 4, 6, 8, 10, 12]
+    assert {p.name for p in (root / "reports/gan").iterdir()} == {"epoch_001.png", "epoch_002.png", "progress.gif"}
+    from PIL import Image
+
+    with Image.open(root / "reports/gan/progress.gif") as gif:
+        assert gif.n_frames == 2
+
+    gen = load_generator(root / "models/gan/checkpoint.pt")
+    assert not gen.training and gen.z_dim == 16 and gen.num_classes is None and gen.image_shape == (1, 28, 28)
+    z = gen.sample_latent(5, generator=torch.Generator().manual_seed(0))
+    x = gen.decode(z)
+    assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
+    assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
+    assert torch.equal(x, gen.decode(gen.sample_latent(5, generator=torch.Generator().manual_seed(0))))
+
+
+def test_params_defaults_validate():
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    cfg = GanParams.model_validate(params["gan"])
+    assert cfg.d_layout == "dcgan"  # the layout that learns on 28 px digits (DESIGN.md)
