@@ -62,13 +62,15 @@ def test_synthetic_digits_format_balance_and_checksums(digits_dir):
 
 
 def test_synthetic_digits_are_centred_like_mnist(digits_dir):
-    """Each digit fits a ~20x20 box and its centre of mass is at the centre of the 28x28 image."""
+    """Each digit fits a ~20x20 box, its centre of mass at the centre of the 28x28 image."""
     x, _ = load_split(digits_dir, "train")
     w = x[:, 0].astype(np.float64)
     coords = np.arange(28) + 0.5
     cy = (w.sum(2) * coords).sum(1) / w.sum((1, 2))
     cx = (w.sum(1) * coords).sum(1) / w.sum((1, 2))
-    assert np.abs(cy - 14).max() < 0.75 and np.abs(cx - 14).max() < 0.75
+    off = np.hypot(cy - 14, cx - 14)
+    # exact up to resampling, except lopsided digits moved back inside the frame
+    assert np.quantile(off, 0.95) < 0.1 and off.max() < 2.5
     ink = x[:, 0] > 60
     rows, cols = ink.any(2), ink.any(1)
     extent = np.maximum(rows.sum(1), cols.sum(1))

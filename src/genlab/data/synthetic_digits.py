@@ -148,7 +148,7 @@ class Distortion:
     rotation_deg: float = 12.0      # std of the rotation, clipped at 2.5 std
     shear: float = 0.25             # uniform in [-shear, shear] (x shear: slant)
     aspect: tuple[float, float] = (0.75, 1.2)   # x-scale relative to y (log-uniform)
-    elastic: float = 0.06           # max std of the elastic displacement (normalised coords)
+    elastic: float = 0.08           # max std of the elastic displacement (normalised coords)
     elastic_grid: int = 5           # coarse grid the displacement noise is drawn on
     threshold: tuple[float, float] = (0.2, 0.55)  # blur threshold range (stroke width)
 
@@ -166,6 +166,31 @@ def _draw_params(rng: np.random.Generator, n: int, n_fonts: int, dist: Distortio
     thresh = rng.uniform(*dist.threshold, n)
     return dict(labels=labels, font=font, rot=rot, shear=shear, aspect=aspect, elastic_amp=elastic_amp,
                 noise=noise, thresh=thresh)
+
+
+def _affine_grid(theta: np.ndarray, size: int):
+    """``F.affine_grid(theta, (B, 1, size, size), align_corners=False)`` by broadcasting: the
+    same numbers, several times faster on CPU. (B, 2, 3) -> (B, size, size, 2)."""
+    import torch
+
+    t = torch.from_numpy(theta.astype(np.float32))[:, :, :, None, None]  # (B, 2, 3, 1, 1)
+    base = (torch.arange(size, dtype=torch.float32) * 2 + 1) / size - 1  # pixel centres in -1..1
+    x, y = base.view(1, 1, size), base.view(1, size, 1)
+    gx = t[:, 0, 0] * x + t[:, 0, 1] * y + t[:, 0, 2]                       # (B, size, size)
+    gy = t[:, 1, 0] * x + t[:, 1, 1] * y + t[:, 1, 2]
+    return torch.stack([gx, gy], dim=-1)
+
+
+@functools.lru_cache(maxsize=4)
+def _smooth_basis(grid: int, size: int):
+    """(size, grid) Gaussian bumps centred on a coarse grid, rows summing to 1: ``M @ noise @ M.T``
+    turns (grid, grid) white noise into a smooth (size, size) displacement field."""
+    import torch
+
+    centres = (np.arange(grid) + 0.5) / grid
+    pos = (np.arange(size) + 0.5) / size
+    m = np.exp(-0.5 * ((pos[:, None] - centres[None]) * grid / 0.8) ** 2)
+    return torch.from_numpy((m / m.sum(1, keepdims=True)).astype(np.float32))
 
 
 def _warp(templates, p: dict[str, np.ndarray], sl: slice):
@@ -187,17 +212,17 @@ def _warp(templates, p: dict[str, np.ndarray], sl: slice):
     fwd[:, 1, 0] = s * a
     fwd[:, 1, 1] = s * sh + c
     inv = np.linalg.inv(fwd)
-    theta = torch.from_numpy(np.concatenate([inv, np.zeros((b, 2, 1))], axis=2).astype(np.float32))
-    grid = F.affine_grid(theta, (b, 1, CANVAS, CANVAS), align_corners=False)  # (B, 64, 64, 2)
-    # smooth elastic field: coarse Gaussian noise upsampled bicubically (B, 2, g, g) -> (B, 2, 64, 64)
+    grid = _affine_grid(np.concatenate([inv, np.zeros((b, 2, 1))], axis=2), CANVAS)  # (B, 64, 64, 2)
+    # smooth elastic field from coarse white noise: (B, 2, g, g) -> (B, 2, 64, 64)
     noise = torch.from_numpy(p["noise"][sl] * p["elastic_amp"][sl, None, None, None].astype(np.float32))
-    field = F.interpolate(noise, size=(CANVAS, CANVAS), mode="bicubic", align_corners=True)
+    basis = _smooth_basis(noise.shape[-1], CANVAS)                           # (64, g)
+    field = basis @ noise @ basis.T
     grid = grid + field.permute(0, 2, 3, 1)
     warped = F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
     # stroke width: a soft threshold of the blurred glyph (anti-aliased edge ~0.04 wide)
+    haze = warped <= 0.02  # far from any stroke: exactly 0, not the sigmoid's tail
     t = torch.from_numpy(p["thresh"][sl].astype(np.float32)).view(b, 1, 1, 1)
-    ink = torch.sigmoid((warped - t) / 0.04)
-    ink = torch.where(warped > 0.02, ink, torch.zeros_like(ink))  # no haze far from the stroke
+    ink = warped.sub_(t).div_(0.04).sigmoid_().masked_fill_(haze, 0.0)
     return ink[:, 0].numpy()
 
 
@@ -213,12 +238,13 @@ def _place_mnist(ink: np.ndarray) -> np.ndarray:
     r0, r1 = rows.argmax(1), CANVAS - 1 - rows[:, ::-1].argmax(1)
     c0, c1 = cols.argmax(1), CANVAS - 1 - cols[:, ::-1].argmax(1)
     extent = np.maximum(r1 - r0 + 1, c1 - c0 + 1).astype(np.float64)
-    w64 = ink.astype(np.float64)
-    mass = w64.sum((1, 2))
+    row_mass = ink.sum(2, dtype=np.float64)  # (B, 64): NumPy's pairwise sums, thread-independent
+    col_mass = ink.sum(1, dtype=np.float64)
+    mass = row_mass.sum(1)
     mass = np.where(mass > 0, mass, 1.0)
     coords = np.arange(CANVAS) + 0.5  # pixel centres, in pixels from the top-left corner
-    cy = (w64.sum(2) * coords).sum(1) / mass
-    cx = (w64.sum(1) * coords).sum(1) / mass
+    cy = (row_mass * coords).sum(1) / mass
+    cx = (col_mass * coords).sum(1) / mass
     # output pixel u (in 28-px units, 0..28) samples the source at  c + (u - 14) * extent / BOX
     k = extent / BOX                       # source px per output px
     # A lopsided digit (a font's 7: heavy bar, thin stem) centred by mass alone would run off
@@ -232,8 +258,7 @@ def _place_mnist(ink: np.ndarray) -> np.ndarray:
     theta[:, 1, 1] = k * OUT / CANVAS
     theta[:, 0, 2] = cx / CANVAS * 2 - 1
     theta[:, 1, 2] = cy / CANVAS * 2 - 1
-    theta_t = torch.from_numpy(theta.astype(np.float32))
-    grid = F.affine_grid(theta_t, (b, 1, OUT * SUPER, OUT * SUPER), align_corners=False)
+    grid = _affine_grid(theta, OUT * SUPER)                            # (B, 84, 84, 2)
     big = F.grid_sample(torch.from_numpy(ink).unsqueeze(1), grid, mode="bilinear",
                         padding_mode="zeros", align_corners=False)      # (B, 1, 84, 84)
     small = F.avg_pool2d(big, SUPER)                                   # (B, 1, 84, 84) -> (B, 1, 28, 28)
