@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -95,6 +96,13 @@ def test_synthetic_digits_deterministic_from_seed():
     c, _ = render_digits(64, np.random.default_rng(8))
     assert a.tobytes() == b.tobytes() and la.tobytes() == lb.tobytes()
     assert a.tobytes() != c.tobytes()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # nor does the number of threads
+    try:
+        d, _ = render_digits(64, np.random.default_rng(7))
+    finally:
+        torch.set_num_threads(threads)
+    assert a.tobytes() == d.tobytes()
 
 
 def test_prepare_images_same_seed_byte_identical_files(tmp_path):
@@ -295,7 +303,9 @@ def test_torchvision_source_unreachable_mirror_is_source_unavailable(tmp_path, m
         prepare_images(PrepareImagesParams(source="mnist", root=str(tmp_path / "cache")), tmp_path / "out", seed=0)
     msg = str(err.value)
     assert "'mnist'" in msg and "synthetic-digits" in msg and "idx:" in msg and "\n" not in msg
+    assert "Connection refused" in msg  # the cause, not just "failed"
     assert not (tmp_path / "out").exists()
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]
 
 
 # ---------------------------------------------------------------- the stage script
