@@ -318,8 +318,9 @@ def write_params(folder: Path, **section) -> None:
 @pytest.mark.parametrize(
     "section, expected",
     [
-        ({"source": "mnistt"}, "params.yaml: prepare_images.source: value error, unknown image source 'mnistt'"),
-        ({"source": "idx:"}, "prepare_images.source: value error, idx:<dir> needs a folder"),
+        ({"source": "mnistt"}, "params.yaml: prepare_images.source: unknown image source; allowed: synthetic-digits, "
+                               "mnist, fashion-mnist, kmnist, cifar10, svhn, celeba, idx:<dir>, folder:<dir>, got 'mnistt'"),
+        ({"source": "idx:"}, "params.yaml: prepare_images.source: idx:<dir> needs a folder after 'idx:', got 'idx:'"),
         ({"image_size": 0}, "params.yaml: prepare_images.image_size: must be >= 8, got 0"),
         ({"channels": 2}, "params.yaml: prepare_images.channels: must be one of 1 or 3, got 2"),
         ({"limit": -5}, "params.yaml: prepare_images.limit: must be > 0, got -5"),

@@ -25,6 +25,7 @@ from typing import Literal
 
 import numpy as np
 from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
 from genlab.data.arrays import check_images
 from genlab.data.download import OFFLINE_IMAGES, SourceUnavailable
@@ -67,9 +68,11 @@ class PrepareImagesParams(StrictModel):
         for prefix in PREFIX_SOURCES:
             if v.startswith(prefix):
                 if not v[len(prefix):].strip():
-                    raise ValueError(f"{prefix}<dir> needs a folder after '{prefix}'")
+                    raise PydanticCustomError("source", f"{prefix}<dir> needs a folder after '{prefix}'")
                 return v
-        raise ValueError(f"unknown image source {v!r}; allowed: {', '.join(NAMED_SOURCES)}, idx:<dir>, folder:<dir>")
+        # a custom error type keeps pydantic's "Value error, " prefix out of the one-line message
+        raise PydanticCustomError(
+            "source", f"unknown image source; allowed: {', '.join(NAMED_SOURCES)}, idx:<dir>, folder:<dir>")
 
 
 @dataclass
@@ -181,7 +184,8 @@ def load_folder(folder: Path, cfg: PrepareImagesParams, seed: int) -> ImageSet:
     subdirs = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.startswith("."))
     classes = [(d.name, _image_files(d)) for d in subdirs]
     classes = [(name, files) for name, files in classes if files]
-    if classes:
+    by_class = bool(classes)
+    if by_class:
         loose = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
         if loose:
             log(f"folder:{folder}: ignoring {len(loose)} image(s) outside the class sub-folders (e.g. {loose[0]})")
@@ -207,7 +211,7 @@ def load_folder(folder: Path, cfg: PrepareImagesParams, seed: int) -> ImageSet:
             items = [items[i] for i in keep]
         images = np.stack([_load_image(p, cfg.image_size, cfg.channels) for p, _ in items])
         splits[split] = (images, np.array([lab for _, lab in items], np.int64))
-    info = {"n_files": sum(len(f) for _, f in classes), "class_folders": len(subdirs) > 0 and len(classes) > 0}
+    info = {"n_files": sum(len(f) for _, f in classes), "class_folders": by_class}
     return ImageSet(splits["train"], splits["test"], [name for name, _ in classes], info)
 
 
