@@ -169,6 +169,19 @@ def test_train_vae_conditional_conv_and_figures(tmp_path):
     assert {"recon_epoch001.png", "samples.png", "manifold.png", "latent_scatter.png", "class_grid.png"} <= names
 
 
+def test_gaussian_likelihood_trains_and_beta_weights_the_kl():
+    data = tiny_data(n_train=64, n_test=32)
+    run = train_vae(VaeParams(hidden=16, likelihood="gaussian", gaussian_std=0.2, epochs=2, batch_size=32), data, seed=0)
+    rows = run.history
+    assert all(math.isfinite(r["test_loss"]) for r in rows) and rows[-1]["train_loss"] < rows[0]["train_loss"]
+    torch.manual_seed(0)
+    model = VAE(VAEConfig(arch="mlp", hidden=8))
+    x = torch.rand(5, 1, 28, 28)
+    eps = torch.randn(5, 2)
+    plain, weighted = model.loss(x, beta=1.0, eps=eps), model.loss(x, beta=4.0, eps=eps)
+    torch.testing.assert_close(weighted.loss - plain.loss, 3.0 * plain.kl.mean(), atol=1e-3, rtol=1e-4)  # loss ~ 500: float32 ulp
+
+
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     resume = tmp_path / "resume.pt"
     data = tiny_data()
