@@ -322,27 +322,30 @@ def data_metrics(meta: dict) -> dict[str, float]:
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], path: str | Path,
                 per_class: int = 10, title: str = "") -> Path:
-    """A grid with up to `per_class` images of each class per row (first of each class)."""
+    """One row per class (up to 20) with its first `per_class` images, as a single mosaic."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     classes = [c for c in range(len(class_names)) if np.any(labels == c)][:20]
-    fig, axes = plt.subplots(len(classes), per_class, figsize=(per_class * 0.8, len(classes) * 0.8 + 0.4),
-                             squeeze=False)
+    _, ch, h, w = images.shape
+    pad = 2
+    mosaic = np.full((len(classes) * (h + pad) + pad, per_class * (w + pad) + pad, ch), 128, np.uint8)
     for row, c in enumerate(classes):
-        idx = np.flatnonzero(labels == c)[:per_class]
-        for col in range(per_class):
-            ax = axes[row, col]
-            ax.axis("off")
-            if col < len(idx):
-                img = images[idx[col]]
-                ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=255)
-        axes[row, 0].set_title(class_names[c], fontsize=7, loc="left", pad=2)
+        for col, i in enumerate(np.flatnonzero(labels == c)[:per_class]):
+            top, left = pad + row * (h + pad), pad + col * (w + pad)
+            mosaic[top : top + h, left : left + w] = images[i].transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+    scale = max(1.0, 28 / h) * 0.03
+    fig, ax = plt.subplots(figsize=(mosaic.shape[1] * scale + 1.2, mosaic.shape[0] * scale + 0.3))
+    ax.imshow(mosaic[..., 0] if ch == 1 else mosaic, cmap="gray", vmin=0, vmax=255, interpolation="nearest")
+    ax.set_yticks([pad + row * (h + pad) + h / 2 for row in range(len(classes))],
+                  [class_names[c] for c in classes], fontsize=7)
+    ax.set_xticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
     if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout(pad=0.3)
+        ax.set_title(title, fontsize=8)
     return save_figure(fig, path, dpi=100)
 
 
