@@ -48,7 +48,7 @@ class CharRNNNumpyParams(StrictModel):
     eval_interval: int = Field(250, gt=0)  # steps between validation passes
     eval_chars: int | None = Field(None, gt=0)  # validate on the first N val chars (None: all)
     # optimizer comparison: the same model and data, once per optimizer (its own lr)
-    compare_lr: dict[str, float] = {"sgd": 0.5, "rmsprop": 2e-3, "adam": 2e-3}
+    compare_lr: dict[str, float] = {"sgd": 0.3, "rmsprop": 2e-3, "adam": 2e-3}
     compare_steps: int = Field(300, ge=0)  # 0 skips the comparison
     compare_max_seconds: float = Field(30.0, gt=0)  # per optimizer
     # sampling
