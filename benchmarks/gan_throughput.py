@@ -1,0 +1,132 @@
+"""Images/s of genlab's DCGAN loop against a straightforward reference loop, in one run.
+
+The reference is the loop of the PyTorch DCGAN example: a torchvision-style Dataset that turns
+each uint8 image into a PIL image and applies ``ToTensor`` + ``Normalize`` per sample, a
+``DataLoader`` (shuffle, drop_last), three D forwards per step with D's weight gradients
+computed in G's step too, and ``.item()`` on every loss every step. genlab's loop is
+``genlab.train.gan.train_gan`` itself. Same architecture, batch size, loss and images.
+Rounds alternate (reference, genlab, reference, ...) so that load from other processes hits
+both alike; the median of each is reported, and their ratio.
+
+    python benchmarks/gan_throughput.py                     # 28 px, CPU
+    python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from genlab.models.gan import Discriminator, Generator
+from genlab.runtime import resolve_device
+from genlab.train.gan import GanParams, train_gan
+
+
+class PilDataset(Dataset):
+    """torchvision-dataset style: one PIL image per item, per-sample transforms."""
+
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        from torchvision import transforms
+
+        self.images, self.labels = images, labels
+        c = images.shape[1]
+        self.transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize((0.5,) * c, (0.5,) * c)])
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        from PIL import Image
+
+        img = self.images[i]
+        pil = Image.fromarray(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0))
+        return self.transform(pil), int(self.labels[i])
+
+
+def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device, workers: int) -> float:
+    """img/s of the PyTorch-example loop over all of `images` (one epoch, drop_last)."""
+    mcfg = cfg.arch_config(images.shape[1], images.shape[2], None)
+    net_g, net_d = Generator(mcfg).to(device), Discriminator(mcfg).to(device)
+    criterion = nn.BCEWithLogitsLoss()
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    loader = DataLoader(PilDataset(images, labels), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
+                        num_workers=workers)
+    n = 0
+    t0 = time.perf_counter()
+    for real, _ in loader:
+        real = real.to(device)
+        b = real.size(0)
+        net_d.zero_grad()
+        err_real = criterion(net_d(real), torch.full((b,), 1.0, device=device))
+        err_real.backward()
+        fake = net_g(torch.randn(b, mcfg.z_dim, device=device))
+        err_fake = criterion(net_d(fake.detach()), torch.full((b,), 0.0, device=device))
+        err_fake.backward()
+        opt_d.step()
+        net_g.zero_grad()
+        err_g = criterion(net_d(fake), torch.full((b,), 1.0, device=device))
+        err_g.backward()
+        opt_g.step()
+        _ = (err_real.item(), err_fake.item(), err_g.item())  # the example logs these every step
+        n += b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
+def genlab_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
+    res = train_gan(cfg, images, labels, seed=0, device=device)
+    return res.metrics["gan/img_per_s"]
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--arch", default="mnist28", choices=["mnist28", "dcgan64"])
+    p.add_argument("--size", type=int, default=28)
+    p.add_argument("--channels", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--steps", type=int, default=15, help="training steps per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--compile", action="store_true", help="genlab loop with torch.compile")
+    p.add_argument("--data", default=None, help="a prepared data folder (default: random images)")
+    args = p.parse_args()
+
+    device = resolve_device(args.device)
+    n = args.steps * args.batch_size
+    if args.data:
+        from genlab.data.arrays import load_split
+
+        images, labels = load_split(args.data, "train")
+        images, labels = images[:n], labels[:n]
+    else:
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (n, args.channels, args.size, args.size), dtype=np.uint8)
+        labels = rng.integers(0, 10, n)
+    cfg = GanParams(arch=args.arch, batch_size=args.batch_size, epochs=1, sample_every=10**6, compile=args.compile,
+                    log_every=10**6, n_samples=16)
+    torch.manual_seed(0)
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.arch} "
+          f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}, batch {args.batch_size}, {args.steps} steps/round")
+    ref, ours = [], []
+    genlab_loop(cfg.model_copy(update={"epochs": 1}), images[: 2 * args.batch_size], labels, device)  # warm-up
+    reference_loop(cfg, images[: 2 * args.batch_size], labels, device, args.workers)
+    for r in range(args.rounds):
+        ref.append(reference_loop(cfg, images, labels, device, args.workers))
+        ours.append(genlab_loop(cfg, images, labels, device))
+        print(f"round {r + 1}: reference {ref[-1]:8.1f} img/s   genlab {ours[-1]:8.1f} img/s   ratio {ours[-1] / ref[-1]:.2f}x")
+    mr, mo = statistics.median(ref), statistics.median(ours)
+    print(f"median: reference {mr:.1f} img/s, genlab {mo:.1f} img/s, ratio {mo / mr:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
