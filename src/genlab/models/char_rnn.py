@@ -63,7 +63,13 @@ class CharRNN(nn.Module):
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (B, T) int64 -> logits (B, T, V), new state (same layout as `state`)."""
-        out, state = self.rnn(self._inputs(ids), state)  # (B, T, in) -> (B, T, H)
+        x = self._inputs(ids)
+        # The recurrence runs in float32 even under bf16 autocast: cuDNN's RNN kernels accept
+        # bf16 only in recent releases (older ones fail with "not implemented for 'BFloat16'"),
+        # and the long sum over time steps is where low precision hurts most. The input and
+        # output projections still run in bf16.
+        with torch.autocast(device_type=ids.device.type, enabled=False):
+            out, state = self.rnn(x.float(), state)  # (B, T, in) -> (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, H) -> (B, T, V)
 
     @staticmethod

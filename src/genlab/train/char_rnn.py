@@ -43,6 +43,7 @@ class CharRNNParams(StrictModel):
     lr: float = Field(2e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)  # max global gradient norm
+    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to lr/10 at max_steps
     max_steps: int = Field(1000, gt=0)
     max_seconds: float | None = Field(None, gt=0)  # wall-time budget of the loop (evals included)
     eval_interval: int = Field(100, gt=0)
@@ -50,7 +51,7 @@ class CharRNNParams(StrictModel):
     eval_streams: int = Field(32, gt=0)  # contiguous val streams evaluated in parallel
     # CPU threads for torch (null: torch's default, one per core); 1 is much faster when other
     # jobs share the cores (a `dvc queue start -j 2`, the test suite)
-    threads: int | None = Field(None, gt=0)
+    threads: int | None = Field(1, gt=0)
     # sampling
     prime: str = "The "
     temperature: float = Field(0.8, gt=0)
@@ -139,6 +140,9 @@ def train_char_rnn(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarra
     model_config = cfg.model_config_dict(len(vocab_chars))
     model = build_model(model_config).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = None
+    if cfg.lr_schedule == "cosine":
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_steps, eta_min=cfg.lr / 10)
     gen = torch.Generator().manual_seed(seed)
     train_t = torch.as_tensor(train_ids, dtype=torch.long)
     val_t = torch.as_tensor(val_ids, dtype=torch.long)
@@ -170,6 +174,8 @@ def train_char_rnn(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarra
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
         opt.step()
+        if sched is not None:
+            sched.step()
         loss_sum += loss.item()  # .item() syncs, so train_time is honest on CUDA too
         loss_n += 1
         step += 1
