@@ -109,3 +109,21 @@ def test_repo_params_yaml_shared_sections_are_valid():
 
 def test_flatten():
     assert flatten({"a": {"b": 1, "c": {"d": "x"}}, "e": [1]}) == {"a.b": 1, "a.c.d": "x", "e": [1]}
+
+
+def test_validator_messages_are_shown_without_pydantic_prefix(tmp_path):
+    from pydantic import field_validator
+
+    class Checked(StrictModel):
+        size: int = 28
+
+        @field_validator("size")
+        @classmethod
+        def _even(cls, v: int) -> int:
+            if v % 2:
+                raise ValueError("Must be even")
+            return v
+
+    with pytest.raises(ParamsError) as exc:
+        load_params("gan", Checked, write(tmp_path, {"gan": {"size": 27}}))
+    assert str(exc.value) == "params.yaml: gan.size: must be even, got 27"

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 
 from conftest import dvc, make_pipeline_repo, tiny_params
 
-STAGES = {"prepare_images", "prepare_text", "train_classifier", "train_char_rnn", "train_char_rnn_numpy",
+STAGES = {"check_params", "prepare_images", "prepare_text", "train_classifier", "train_char_rnn", "train_char_rnn_numpy",
           "train_gan", "train_vae", "generate", "evaluate", "render", "report"}
 EVALUATE_KEYS = {"confidence_mean", "frac_confident", "kl_uniform", "fid", "kid_mean", "kid_std", "inception_score"}
 

@@ -62,6 +62,9 @@ def _describe(err: dict[str, Any], model: type[BaseModel] | None) -> str:
         return f"must be one of {ctx.get('expected', '?')}"
     if kind == "missing":
         return "is required"
+    if kind in ("value_error", "assertion_error"):
+        msg = str(ctx.get("error", err["msg"]))
+        return msg[0].lower() + msg[1:] if msg else kind
     return err["msg"][0].lower() + err["msg"][1:] if err["msg"] else kind
 
 
