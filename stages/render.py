@@ -10,6 +10,7 @@ from genlab.params import load_params_or_exit
 from genlab.render.figures import RenderParams, comparison_figure, render_traversal
 from genlab.runtime import resolve_device, seed_everything, write_json
 from genlab.tracking import log_stage
+from genlab.train.vae import plot_manifold
 
 
 def main() -> None:
@@ -25,6 +26,8 @@ def main() -> None:
         stats.update(render_traversal(name, model, cfg, seed=common.seed, device=device, out_dir=out,
                                       real=test_images if encoded else None,
                                       real_labels=test_labels if encoded else None))
+        if name == "vae" and model.z_dim == 2:  # the 2-D manifold, collected beside the traversals
+            plot_manifold(model, out / "vae_manifold.png")
     samples = {name: np.load(Path("data/generated") / f"{name}.npy") for name in GENERATORS}
     comparison_figure(samples, out / "gan_vs_vae.png", cfg.compare_n)
     write_json("metrics/render.json", stats)

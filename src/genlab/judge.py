@@ -32,6 +32,7 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     from genlab.data.arrays import load_images, load_meta, load_split
     from genlab.evaluate import evaluate_images, predict
     from genlab.evaluate.figures import plot_class_histogram, plot_labelled_samples
+    from genlab.models.classifier import load_classifier
 
     test_images, _ = load_split(data_dir, "test")
     train_images, _ = load_split(data_dir, "train")
@@ -40,6 +41,7 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     real = train_images[rng.permutation(len(train_images))[: cfg.n_real]]
     rows = {"real": real, **{name: load_images(path) for name, path in samples.items()}}
     metrics, hists = {}, {}
+    classifier = load_classifier(classifier, device)  # load once, judge every row
     for name, images in rows.items():
         res = evaluate_images(images, classifier, test_images, device=device, batch_size=cfg.batch_size,
                               kid_subset_size=min(cfg.kid_subset_size, len(images), len(test_images)), seed=seed)
