@@ -9,6 +9,7 @@ mean little on 28x28 digits; a classifier trained on the data itself is the usua
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -166,8 +167,10 @@ def kernel_distance(
     size = min(subset_size, len(features), len(reference_features))
     if size < 2:
         raise ImageArrayError("KID needs at least 2 images in each set")
-    kid = KernelInceptionDistance(feature=PrecomputedFeatures(features.shape[1]), subsets=subsets,
-                                  subset_size=size, normalize=False)
+    with warnings.catch_warnings():  # "will save all extracted features": intended, N x F floats
+        warnings.filterwarnings("ignore", message=".*save all extracted features.*")
+        kid = KernelInceptionDistance(feature=PrecomputedFeatures(features.shape[1]), subsets=subsets,
+                                      subset_size=size, normalize=False)
     _feed(kid, np.asarray(reference_features, dtype=np.float64), True)
     _feed(kid, np.asarray(features, dtype=np.float64), False)
     with torch.random.fork_rng(devices=[]):  # torchmetrics draws its subsets from the global RNG
