@@ -8,9 +8,11 @@ with its full left context rather than from a cold state at each window start.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -122,10 +124,28 @@ def evaluate(model: CharRNN, ids: torch.Tensor, seq_len: int, streams: int, max_
     return {"loss": loss, "bpc": loss / math.log(2), "acc": correct / count, "chars": count}
 
 
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Use `n` intra-op CPU threads inside the block (None: leave torch's setting alone)."""
+    prev = torch.get_num_threads()
+    if n is not None:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(prev)
+
+
 def train_char_rnn(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
                    device: torch.device, checkpoint_path: str | Path, seed: int = 0) -> CharRNNResult:
     """Train a char-RNN; the best model by validation loss is written to `checkpoint_path`
     (and returned, loaded). Stops at `max_steps` or after `max_seconds`, whichever first."""
+    with torch_threads(cfg.threads):
+        return _train(cfg, train_ids, val_ids, vocab_chars, device, checkpoint_path, seed)
+
+
+def _train(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
+           device: torch.device, checkpoint_path: str | Path, seed: int) -> CharRNNResult:
     need = cfg.seq_len + 2
     for name, ids in (("train", train_ids), ("val", val_ids)):
         if len(ids) < need:
@@ -134,8 +154,6 @@ def train_char_rnn(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarra
     if missing:  # fail before training, not after it
         raise ValueError(f"char_rnn.prime {cfg.prime!r} has characters not in the corpus vocabulary: "
                          f"{', '.join(map(repr, missing))}")
-    if cfg.threads is not None:
-        torch.set_num_threads(cfg.threads)
     checkpoint_path = Path(checkpoint_path)
     model_config = cfg.model_config_dict(len(vocab_chars))
     model = build_model(model_config).to(device)
@@ -233,7 +251,15 @@ def load_char_rnn(path: str | Path, device: torch.device | str = "cpu") -> tuple
 
 
 def sample_reports(model: CharRNN, vocab: Any, cfg: CharRNNParams, seed: int) -> tuple[str, str]:
-    """(generated text, temperature sweep text) with fixed seeds, so runs are comparable."""
+    """(generated text, temperature sweep text) with fixed seeds, so runs are comparable.
+
+    Every temperature draws from the same seed (common random numbers), so the sweep shows
+    the effect of the temperature rather than of different luck."""
+    with torch_threads(cfg.threads):
+        return _sample_reports(model, vocab, cfg, seed)
+
+
+def _sample_reports(model: CharRNN, vocab: Any, cfg: CharRNNParams, seed: int) -> tuple[str, str]:
     generated = cfg.prime + model.generate(vocab, cfg.prime, cfg.length, cfg.temperature, np.random.default_rng(seed))
     parts = []
     for t in cfg.sweep_temperatures:
