@@ -154,6 +154,8 @@ def _train(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab
     if missing:  # fail before training, not after it
         raise ValueError(f"char_rnn.prime {cfg.prime!r} has characters not in the corpus vocabulary: "
                          f"{', '.join(map(repr, missing))}")
+    if device.type == "cuda":
+        torch.set_float32_matmul_precision("high")  # TF32 for the float32 recurrence
     checkpoint_path = Path(checkpoint_path)
     model_config = cfg.model_config_dict(len(vocab_chars))
     model = build_model(model_config).to(device)
