@@ -229,6 +229,23 @@ def test_cli_npz_in_process(capsys, cli_files):
     assert json.loads(out)["n_images"] == 40
 
 
+def test_reference_cache_follows_the_checkpoint(tmp_path):
+    """Reference features are cached per checkpoint file: a retrained checkpoint is not stale."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (50, 1, 28, 28), dtype=np.uint8)
+    ref = rng.integers(0, 128, (60, 1, 28, 28), dtype=np.uint8)
+    path = tmp_path / "checkpoint.pt"
+    results = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = Classifier(ClassifierConfig(channels=[8], hidden=8))
+        save_classifier(path, model)
+        os.utime(path, ns=(seed, seed))  # same size, new mtime (as after retraining)
+        results.append(evaluate_images(images, path, ref, kid_subsets=2))
+        assert results[-1]["fid"] == pytest.approx(evaluate_images(images, model, ref, kid_subsets=2)["fid"], rel=1e-5)
+    assert results[0]["fid"] != results[1]["fid"]
+
+
 def test_cli_entry_point_prints_json_and_writes_figures(cli_files, tmp_path):
     d = cli_files
     proc = subprocess.run(

@@ -8,6 +8,7 @@ mean little on 28x28 digits; a classifier trained on the data itself is the usua
 
 from __future__ import annotations
 
+import hashlib
 import math
 import warnings
 from pathlib import Path
@@ -179,6 +180,29 @@ def kernel_distance(
     return float(mean), float(std), size
 
 
+_REFERENCE_CACHE: dict[tuple, np.ndarray] = {}
+
+
+def _reference_features(
+    reference: np.ndarray, classifier_path: str | Path | Classifier, clf: Classifier, device: Any, batch_size: int
+) -> np.ndarray:
+    """Features of the reference set, cached per (checkpoint file, reference content).
+
+    The evaluate stage judges several generators against the same test set; this saves one
+    classifier pass over it per generator. Only checkpoints on disk are cached (keyed by path,
+    size and mtime); an in-memory model may change, so it is never cached.
+    """
+    if isinstance(classifier_path, Classifier):
+        return classifier_outputs(reference, clf, device=device, batch_size=batch_size)[0]
+    st = Path(classifier_path).stat()
+    digest = hashlib.sha1(np.ascontiguousarray(reference).data).hexdigest()
+    key = (str(Path(classifier_path).resolve()), st.st_size, st.st_mtime_ns, str(device), reference.shape, digest)
+    if key not in _REFERENCE_CACHE:
+        _REFERENCE_CACHE.clear()  # one reference set at a time is all the stages need
+        _REFERENCE_CACHE[key] = classifier_outputs(reference, clf, device=device, batch_size=batch_size)[0]
+    return _REFERENCE_CACHE[key]
+
+
 def evaluate_images(
     images: np.ndarray,
     classifier_path: str | Path | Classifier,
@@ -204,7 +228,7 @@ def evaluate_images(
     if len(images) < 2 or len(reference) < 2:
         raise ImageArrayError("FID needs at least 2 images in each set (images and reference)")
     feats, probs = classifier_outputs(images, clf, device=device, batch_size=batch_size)
-    ref_feats, _ = classifier_outputs(reference, clf, device=device, batch_size=batch_size)
+    ref_feats = _reference_features(reference, classifier_path, clf, device, batch_size)
     preds, conf = probs.argmax(1), probs.max(1)
     hist = class_histogram(preds, clf.num_classes)
     kid_mean, kid_std, kid_size = kernel_distance(feats, ref_feats, subset_size=kid_subset_size,
