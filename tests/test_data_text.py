@@ -104,6 +104,7 @@ def test_missing_path_and_unknown_source(tmp_path):
         validate_section({"val_fraction": 1.5}, "prepare_text", PrepareTextParams)
 
 
+@pytest.mark.slow
 def test_stage_is_deterministic_and_fails_cleanly(stage_dir):
     run_stage("prepare_text.py", stage_dir)
     first = {p.name: p.read_bytes() for p in (stage_dir / "data" / "text").iterdir()}
