@@ -99,3 +99,12 @@ def test_float_uint8_round_trip():
         f = to_float(x, r)
         assert f.dtype == np.float32 and f.min() == (-1 if r == "tanh" else 0) and f.max() == 1
         assert np.array_equal(to_uint8(f, r), x)
+
+
+def test_outputs_get_normal_permissions(tmp_path):
+    import os
+
+    path = write_json(tmp_path / "m.json", {})
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask

@@ -146,3 +146,18 @@ def test_manual_stage_runs_get_their_own_parent(tmp_path):
     _, parents, children = runs(uri, "manual-test")
     assert len(parents) == 2 and len(children) == 2
     assert all(p.info.run_name.startswith("manual") for p in parents)
+
+
+def test_models_are_logged_as_mlflow_pytorch_models(tmp_path):
+    import mlflow.pytorch
+    import torch
+
+    uri = os.environ["MLFLOW_TRACKING_URI"]
+    common = CommonParams.model_validate({"tracking": {"experiment": "model-test", "log_models": True}})
+    net = torch.nn.Linear(3, 2)
+    log_stage("train_toy", common, {"k": 1}, models={"model": net})
+    _, _, children = runs(uri, "model-test")
+    assert len(children) == 1
+    loaded = mlflow.pytorch.load_model(f"runs:/{children[0].info.run_id}/model")
+    x = torch.randn(4, 3)
+    assert torch.equal(loaded(x), net(x))

@@ -146,10 +146,13 @@ class StageRun:
         import mlflow.pytorch
 
         with _activate(self.uri, self.run_id):
-            kwargs = dict(pip_requirements=["torch"])
+            # pickle format: MLflow 3 defaults to torch.export ("pt2"), which needs an input
+            # example per model; the genlab classes are importable wherever the model is loaded
+            kwargs = dict(pip_requirements=["torch", "genlab"], serialization_format="pickle")
             try:
                 mlflow.pytorch.log_model(model, name=name, **kwargs)
-            except TypeError:  # mlflow < 3 calls it artifact_path
+            except TypeError:  # mlflow < 3: no serialization_format, and artifact_path for name
+                kwargs.pop("serialization_format")
                 mlflow.pytorch.log_model(model, artifact_path=name, **kwargs)
 
 
