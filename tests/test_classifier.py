@@ -15,7 +15,7 @@ from conftest import run_stage, tiny_params
 from genlab.checkpoint import CheckpointError, save_checkpoint
 from genlab.data.idx import read_idx_split
 from genlab.models.classifier import Classifier, ClassifierConfig, load_classifier, save_classifier
-from genlab.train.classifier import ClassifierParams, random_affine, train_classifier
+from genlab.train.classifier import ClassifierParams, noise_images, outlier_loss, random_affine, train_classifier
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")
 needs_fashion = pytest.mark.skipif(not FASHION.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
@@ -67,6 +67,17 @@ def test_random_affine_is_batched_seeded_and_identity_at_zero():
     torch.testing.assert_close(moved.sum((1, 2, 3)), torch.full((64,), 16.0), atol=1e-3, rtol=0)
     cols = (moved.sum((1, 2)) * torch.arange(28.0)).sum(-1) / 16.0
     assert ((cols - 13.5).abs() <= 1.0 + 1e-4).all() and (cols - 13.5).abs().max() > 0.5
+
+
+def test_outlier_exposure_pieces():
+    x = noise_images(6, 3, 32, 32, torch.Generator().manual_seed(0))
+    assert x.shape == (6, 3, 32, 32) and x.min() >= 0 and x.max() <= 1
+    # even rows: pixel noise (rough); odd rows: smooth blobs
+    rough = (x[:, :, 1:] - x[:, :, :-1]).abs().mean((1, 2, 3))
+    assert (rough[0::2] > 3 * rough[1::2]).all()
+    uniform, peaked = torch.zeros(4, 10), torch.eye(10)[:4] * 8
+    assert outlier_loss(uniform).item() == pytest.approx(np.log(10), rel=1e-6)
+    assert outlier_loss(peaked) > outlier_loss(uniform)
 
 
 def test_params_validation():

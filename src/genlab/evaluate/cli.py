@@ -20,7 +20,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="optional int (N,) .npy of intended classes (conditional generators): adds accuracy")
     p.add_argument("--out-dir", type=Path, default=None,
                    help="also write class_histogram.png, samples.png and evaluation.json here")
-    p.add_argument("--device", default="cpu", help="cpu, cuda or auto (default: %(default)s)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--kid-subset-size", type=int, default=1000)
     p.add_argument("--kid-subsets", type=int, default=100)

@@ -40,6 +40,11 @@ class ClassifierParams(StrictModel):
     max_shift: float = Field(2.0, ge=0)  # pixels
     max_rotate: float = Field(10.0, ge=0, le=180)  # degrees
     label_smoothing: float = Field(0.0, ge=0, lt=1)
+    # Outlier exposure (Hendrycks et al. 2019): per batch, this fraction of extra noise images
+    # (uniform pixels and smooth blobs) trained towards a uniform softmax, so the judge is not
+    # confident on garbage; ReLU nets otherwise call uniform noise a digit with p > 0.9.
+    outlier_exposure: float = Field(0.25, ge=0, le=1)
+    outlier_weight: float = Field(0.5, ge=0)
     eval_batch_size: int = Field(1000, ge=1)
 
     @field_validator("channels")
@@ -76,6 +81,19 @@ def random_affine(x: torch.Tensor, max_shift: float, max_rotate: float, generato
     theta = torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)  # (B, 2, 3)
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)  # (B, H, W, 2)
     return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
+def noise_images(n: int, c: int, h: int, w: int, generator: torch.Generator) -> torch.Tensor:
+    """(n, C, H, W) float outliers in [0, 1]: half uniform pixel noise, half smooth random blobs."""
+    pixels = torch.rand(n, c, h, w, generator=generator)
+    coarse = torch.rand(n, c, max(h // 4, 1), max(w // 4, 1), generator=generator)  # (n, C, H/4, W/4)
+    blobs = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)  # -> (n, C, H, W)
+    return torch.where(torch.arange(n).view(n, 1, 1, 1) % 2 == 0, pixels, blobs)
+
+
+def outlier_loss(logits: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy from the uniform distribution to the softmax (minimal, ln K, when uniform)."""
+    return -F.log_softmax(logits.float(), dim=1).mean()
 
 
 def _as_tensor(a: np.ndarray, device: torch.device) -> torch.Tensor:
@@ -186,16 +204,22 @@ def train_classifier(
             yb = y_train[idx]
             if params.augment:
                 xb = random_affine(xb, params.max_shift, params.max_rotate, gen)
+            n_out = round(params.outlier_exposure * len(idx)) if params.outlier_weight > 0 else 0
+            if n_out:
+                noise = noise_images(n_out, c, h, w, gen).to(device)
+                xb = torch.cat([xb, noise.contiguous(memory_format=torch.channels_last)])  # (B + n_out, C, H, W)
             with _autocast(device):
-                logits = model(xb)
-            loss = classification_loss(logits, yb, params.label_smoothing)
+                out = model(xb)
+            logits = out[: len(idx)]
+            ce = classification_loss(logits, yb, params.label_smoothing)
+            loss = ce + params.outlier_weight * outlier_loss(out[len(idx):]) if n_out else ce
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
             if sched is not None:
                 sched.step()
             step += 1
-            loss_sum += loss.item() * len(idx)
+            loss_sum += ce.item() * len(idx)  # the classification loss alone, comparable to test_loss
             correct += int((logits.argmax(1) == yb).sum())
             bar.update(1)
         test_loss, test_acc, test_preds = evaluate_split(model, x_test, y_test, params.eval_batch_size)
