@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -165,20 +161,25 @@ def _gan_dir(tmp_path: Path, name: str, data_size: int = 28, **gan) -> Path:
                                           ({"loss": "wgan"}, "gan.loss"), ({"lr": -1}, "gan.lr")])
 def test_bad_params_fail_naming_the_key(tmp_path, override, key):
     root = _gan_dir(tmp_path, "bad", **override)
-    proc = run_stage("train_gan.py", root, check=False)
+    proc = _stage(root, check=False)
     assert proc.returncode == 2, proc.stderr
     assert key in proc.stderr
 
 
 def test_image_size_error_through_the_stage(tmp_path):
     root = _gan_dir(tmp_path, "size", data_size=64)  # mnist28 (the default) cannot make 64 px
-    proc = run_stage("train_gan.py", root, check=False)
+    proc = _stage(root, check=False)
     assert proc.returncode == 2
     assert "gan.arch" in proc.stderr and "64 px" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 RESUME_PARAMS = dict(epochs=2, limit=None, batch_size=32, log_every=1, checkpoint_every=4, sample_every=1)
+
+
+def _stage(root: Path, env: dict | None = None, check: bool = True):
+    """The stage in a subprocess, one BLAS/OpenMP thread (much faster on a shared 2-core box)."""
+    return run_stage("train_gan.py", root, env={"OMP_NUM_THREADS": "1", **(env or {})}, check=check)
 
 
 def _states(root: Path) -> dict[str, torch.Tensor]:
@@ -191,16 +192,16 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     SIGKILL after step 9 (mid epoch 2) -> the rerun resumes from step 8 and must end with the
     same weights, losses and grids as a run that was never interrupted."""
     straight = _gan_dir(tmp_path, "straight", **RESUME_PARAMS)
-    run_stage("train_gan.py", straight)
+    _stage(straight)
     killed = _gan_dir(tmp_path, "killed", **RESUME_PARAMS)
-    proc = run_stage("train_gan.py", killed, env={"GENLAB_STOP_AFTER_STEPS": "9"}, check=False)
+    proc = _stage(killed, env={"GENLAB_STOP_AFTER_STEPS": "9"}, check=False)
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "models/gan/checkpoint.pt").exists()
     state = torch.load(killed / "models/gan_resume/state.pt", weights_only=True)
     assert state["step"] == 8 and state["epoch"] == 1 and not state["finished"]
     (killed / "reports/gan/epoch_001.png").unlink()  # DVC deletes outs before re-running a stage
 
-    proc = run_stage("train_gan.py", killed)
+    proc = _stage(killed)
     assert "resuming" in proc.stderr and "step 8/12" in proc.stderr
     a, b = _states(straight), _states(killed)
     assert a.keys() == b.keys()
@@ -213,20 +214,25 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     for name in ("epoch_001.png", "epoch_002.png", "progress.gif"):
         assert (straight / "reports/gan" / name).read_bytes() == (killed / "reports/gan" / name).read_bytes()
 
-    # a finished run is not resumed; changed params start fresh
-    proc = run_stage("train_gan.py", killed)
+
+@pytest.mark.slow
+def test_finished_or_other_params_checkpoint_starts_fresh(tmp_path):
+    root = _gan_dir(tmp_path, "fresh", **RESUME_PARAMS)
+    _stage(root)
+    proc = _stage(root)  # a finished run is not resumed
     assert "finished run; starting fresh" in proc.stderr
-    params = yaml.safe_load((killed / "params.yaml").read_text())
+    params = yaml.safe_load((root / "params.yaml").read_text())
     params["gan"]["lr"] = 1e-4
-    (killed / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run_stage("train_gan.py", killed, env={"GENLAB_STOP_AFTER_STEPS": "5"}, check=False)
-    proc = run_stage("train_gan.py", killed)
+    (root / "params.yaml").write_text(yaml.safe_dump(params))
+    proc = _stage(root, env={"GENLAB_STOP_AFTER_STEPS": "5"}, check=False)
+    assert proc.returncode == -signal.SIGKILL and "other params" in proc.stderr
+    proc = _stage(root)
     assert "resuming" in proc.stderr and "step 4/12" in proc.stderr
 
 
 def test_outputs_and_load_generator(tmp_path):
     root = _gan_dir(tmp_path, "out", epochs=2, limit=None, log_every=2, sample_every=1)
-    run_stage("train_gan.py", root)
+    _stage(root)
     metrics = json.loads((root / "metrics/gan.json").read_text())
     assert {"gan/d_loss_real", "gan/d_loss_fake", "gan/g_loss", "gan/d_acc_real", "gan/d_acc_fake",
             "gan/img_per_s"} <= metrics.keys()
@@ -253,3 +259,21 @@ def test_params_defaults_validate():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = GanParams.model_validate(params["gan"])
     assert cfg.d_layout == "dcgan"  # the layout that learns on 28 px digits (DESIGN.md)
+
+
+@pytest.mark.slow
+def test_dvc_repro_resumes_a_killed_train_gan(tmp_path, monkeypatch):
+    """kill -9 inside `dvc repro`; the next `dvc repro` keeps the persistent resume state
+    (DVC deletes the other outs) and finishes from it; a third `dvc repro` is a no-op."""
+    from conftest import dvc, make_pipeline_repo
+
+    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(tracking={"enabled": False}, device="cpu"))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.setenv("GENLAB_STOP_AFTER_STEPS", "6")  # 256 / 32 = 8 steps, a checkpoint at 4
+    assert dvc(repo, "repro", "train_gan", check=False).returncode != 0
+    assert torch.load(repo / "models/gan_resume/state.pt", weights_only=True)["step"] == 4
+    monkeypatch.delenv("GENLAB_STOP_AFTER_STEPS")
+    proc = dvc(repo, "repro", "train_gan")
+    assert "resuming" in proc.stdout + proc.stderr
+    assert (repo / "models/gan/checkpoint.pt").exists() and (repo / "reports/gan/progress.gif").exists()
+    assert "didn't change" in dvc(repo, "repro", "train_gan").stdout
