@@ -9,6 +9,8 @@ Rounds alternate (reference, genlab, reference, ...) so that load from other pro
 both alike; the median of each is reported, and their ratio.
 
     python benchmarks/gan_throughput.py                     # 28 px, CPU
+    OMP_NUM_THREADS=1 python benchmarks/gan_throughput.py   # steadier on a busy machine
+    python benchmarks/gan_throughput.py --amp bf16          # genlab loop in bf16 (CPUs with AMX)
     python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
 """
 
@@ -97,6 +99,7 @@ def main() -> int:
     p.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
     p.add_argument("--device", default="auto")
     p.add_argument("--compile", action="store_true", help="genlab loop with torch.compile")
+    p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="genlab loop autocast")
     p.add_argument("--data", default=None, help="a prepared data folder (default: random images)")
     args = p.parse_args()
 
@@ -112,7 +115,7 @@ def main() -> int:
         images = rng.integers(0, 256, (n, args.channels, args.size, args.size), dtype=np.uint8)
         labels = rng.integers(0, 10, n)
     cfg = GanParams(arch=args.arch, batch_size=args.batch_size, epochs=1, sample_every=10**6, compile=args.compile,
-                    log_every=10**6, n_samples=16)
+                    amp=args.amp, log_every=10**6, n_samples=16)
     torch.manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.arch} "
           f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}, batch {args.batch_size}, {args.steps} steps/round")
