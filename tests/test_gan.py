@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, run_stage, tiny_params
+from conftest import ROOT, gpu, run_stage, tiny_params
 
 from genlab.models.gan import (
     Discriminator,
@@ -277,3 +277,14 @@ def test_dvc_repro_resumes_a_killed_train_gan(tmp_path, monkeypatch):
     assert "resuming" in proc.stdout + proc.stderr
     assert (repo / "models/gan/checkpoint.pt").exists() and (repo / "reports/gan/progress.gif").exists()
     assert "didn't change" in dvc(repo, "repro", "train_gan").stdout
+
+
+@gpu
+def test_dcgan64_trains_on_cuda_in_bf16():
+    from genlab.train.gan import train_gan
+
+    images, labels = _digits_like(n=64, size=64, channels=3)
+    cfg = GanParams(arch="dcgan64", ngf=8, ndf=8, batch_size=32, epochs=1, log_every=1, n_samples=4)
+    res = train_gan(cfg, images, labels, device="cuda")
+    assert res.generator.decode(res.generator.sample_latent(2)).shape == (2, 3, 64, 64)
+    assert all(math.isfinite(v) for v in res.metrics.values())
