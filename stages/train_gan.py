@@ -9,7 +9,8 @@ from genlab.data.arrays import load_split
 from genlab.params import ParamsError, load_params_or_exit
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.tracking import log_stage
-from genlab.train.gan import GanParams, save_generator_checkpoint, save_gif, train_gan
+from genlab.render.grids import save_gif
+from genlab.train.gan import GanParams, save_generator_checkpoint, train_gan
 
 DATA = Path("data/images")
 MODEL_DIR = Path("models/gan")
@@ -30,7 +31,7 @@ def main() -> int:
     save_generator_checkpoint(result, MODEL_DIR / "checkpoint.pt")
     write_tsv("plots/gan/losses.tsv", result.history)
     write_json("metrics/gan.json", result.metrics)
-    save_gif([g for _, g in result.grids], REPORTS / "progress.gif")
+    save_gif([g for _, g in result.grids], REPORTS / "progress.gif", fps=2, scale=2)
     log(f"gan: {result.metrics['gan/img_per_s']:.0f} img/s, final d_loss "
         f"{result.metrics['gan/d_loss_real'] + result.metrics['gan/d_loss_fake']:.3f}, g_loss {result.metrics['gan/g_loss']:.3f}")
     log_stage("train_gan", common, cfg, metrics=result.metrics, history={"losses": result.history},

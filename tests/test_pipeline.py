@@ -52,6 +52,17 @@ def test_repro_runs_every_stage_and_writes_outputs(pipeline):
 
 
 @pytest.mark.slow
+def test_plots_render_every_curve(pipeline):
+    repo, _ = pipeline
+    out = dvc(repo, "plots", "show", "--json").stdout
+    plots = json.loads(out)
+    for name in ("classifier loss", "gan losses", "vae loss (nats per image)", "char_rnn loss (nats per char)",
+                 "char_rnn_numpy optimizers (val loss)"):
+        assert name in plots, name
+        assert "errors" not in json.dumps(plots[name])[:2000]
+
+
+@pytest.mark.slow
 def test_second_repro_runs_nothing(pipeline):
     repo, _ = pipeline
     out = dvc(repo, "repro").stdout

@@ -33,20 +33,27 @@ def _pil(array_hwc: np.ndarray, scale: int = 1):
     return img
 
 
-def save_grid(images: np.ndarray, path: str | Path, ncols: int | None = None, scale: int = 2, pad: int = 2) -> Path:
-    """Write a PNG grid of `images` (pixel-exact, nearest-neighbour upscaled by `scale`)."""
+def save_image(array_hwc: np.ndarray, path: str | Path, scale: int = 2) -> Path:
+    """Write one (H, W, C) uint8 image as PNG, nearest-neighbour upscaled by `scale`."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        _pil(make_grid(images, ncols, pad), scale).save(tmp, format="PNG")
+        _pil(array_hwc, scale).save(tmp, format="PNG")
     return path
 
 
-def save_gif(frames: np.ndarray, path: str | Path, fps: int = 25, scale: int = 4) -> Path:
-    """An animated GIF from (T, C, H, W) uint8 frames (or (T, H, W, C) grids), looping forever."""
-    if frames.ndim == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
+def save_grid(images: np.ndarray, path: str | Path, ncols: int | None = None, scale: int = 2, pad: int = 2) -> Path:
+    """Write a PNG grid of `images` (pixel-exact, nearest-neighbour upscaled by `scale`)."""
+    return save_image(make_grid(images, ncols, pad), path, scale)
+
+
+def save_gif(frames: np.ndarray | list[np.ndarray], path: str | Path, fps: float = 25, scale: int = 4) -> Path:
+    """An animated GIF from (T, C, H, W) uint8 frames (or a list of (H, W, C) grids), looping forever."""
+    if isinstance(frames, list):
+        frames = np.stack(frames)  # (T, H, W, C) grids
+    elif frames.ndim == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
         frames = frames.transpose(0, 2, 3, 1)  # (T, C, H, W) -> (T, H, W, C)
     pil = [_pil(np.ascontiguousarray(f), scale) for f in frames]
     path = Path(path)
     with atomic_path(path) as tmp:
-        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=max(1, 1000 // fps), loop=0)
+        pil[0].save(tmp, format="GIF", save_all=True, append_images=pil[1:], duration=max(1, round(1000 / fps)), loop=0)
     return path

@@ -36,7 +36,9 @@ from genlab.models.gan import (
     discriminator_loss,
     generator_loss,
 )
+from genlab.data.arrays import to_uint8
 from genlab.params import StrictModel
+from genlab.render.grids import make_grid, save_image
 from genlab.runtime import log, progress
 
 METRICS = ("d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake")
@@ -120,46 +122,6 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=g)
 
 
-def make_grid(images01: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
-    """(B, C, H, W) in [0, 1] -> uint8 (rows*(H+pad)+pad, cols*(W+pad)+pad, C) on a black background."""
-    b, c, h, w = images01.shape
-    nrow = nrow or int(np.ceil(np.sqrt(b)))
-    ncol_rows = int(np.ceil(b / nrow))
-    grid = np.zeros((ncol_rows * (h + pad) + pad, nrow * (w + pad) + pad, c), np.uint8)
-    arr = (images01.float().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-    for i in range(b):
-        r, col = divmod(i, nrow)
-        grid[pad + r * (h + pad): pad + r * (h + pad) + h, pad + col * (w + pad): pad + col * (w + pad) + w] = arr[i]
-    return grid
-
-
-def save_grid_png(grid: np.ndarray, path: str | Path, scale: int = 2) -> Path:
-    from PIL import Image
-
-    from genlab.runtime import atomic_path
-
-    img = Image.fromarray(grid[..., 0] if grid.shape[2] == 1 else grid)
-    if scale > 1:
-        img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
-    with atomic_path(path) as tmp:
-        img.save(tmp, format="PNG")
-    return Path(path)
-
-
-def save_gif(grids: list[np.ndarray], path: str | Path, ms_per_frame: int = 500, scale: int = 2) -> Path:
-    from PIL import Image
-
-    from genlab.runtime import atomic_path
-
-    frames = []
-    for g in grids:
-        img = Image.fromarray(g[..., 0] if g.shape[2] == 1 else g)
-        frames.append(img.resize((img.width * scale, img.height * scale), Image.NEAREST))
-    with atomic_path(path) as tmp:
-        frames[0].save(tmp, format="GIF", save_all=True, append_images=frames[1:], duration=ms_per_frame, loop=0)
-    return Path(path)
-
-
 def _stop_after_steps() -> int | None:
     """GENLAB_STOP_AFTER_STEPS=N: SIGKILL this process after global step N (tests a hard crash)."""
     v = os.environ.get("GENLAB_STOP_AFTER_STEPS")
@@ -240,7 +202,7 @@ def train_gan(
             log(f"gan: resuming from {resume_path} at epoch {epoch + 1}, step {step}/{total_steps}")
             if grid_dir is not None:  # DVC removed the grids of the interrupted run
                 for e, g in grids:
-                    save_grid_png(g, Path(grid_dir) / f"epoch_{e:03d}.png")
+                    save_image(g, Path(grid_dir) / f"epoch_{e:03d}.png")
 
     def save_resume(finished: bool = False) -> None:
         if resume_path is None:
@@ -345,7 +307,7 @@ def train_gan(
             grid = _sample_grid(gen, fixed_z, fixed_y, amp)
             grids.append((epoch, grid))
             if grid_dir is not None:
-                save_grid_png(grid, Path(grid_dir) / f"epoch_{epoch:03d}.png")
+                save_image(grid, Path(grid_dir) / f"epoch_{epoch:03d}.png")
         save_resume(finished=epoch == cfg.epochs)
     bar.close()
 
@@ -371,7 +333,7 @@ def _sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None, amp: A
     with amp:
         x = gen(z, y).float()
     gen.train(was_training)
-    return make_grid((x + 1) / 2)
+    return make_grid(to_uint8(x.float().cpu().numpy()), pad_value=0)  # tanh range -> uint8 grid (H', W', C)
 
 
 def save_generator_checkpoint(result: GanResult, path: str | Path) -> Path:
