@@ -8,7 +8,7 @@ from pathlib import Path
 from genlab.data.arrays import load_split
 from genlab.params import ParamsError, load_params_or_exit
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
-from genlab.tracking import log_stage
+from genlab.tracking import data_fingerprint, log_stage
 from genlab.render.grids import save_gif
 from genlab.train.gan import GanParams, save_generator_checkpoint, train_gan
 
@@ -22,8 +22,9 @@ def main() -> int:
     common, cfg = load_params_or_exit("gan", GanParams)
     seed_everything(common.seed)
     images, labels = load_split(DATA, "train")
+    device = resolve_device(common.device)
     try:
-        result = train_gan(cfg, images, labels, seed=common.seed, device=resolve_device(common.device),
+        result = train_gan(cfg, images, labels, seed=common.seed, device=device,
                            resume_path=RESUME, grid_dir=REPORTS)
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -36,7 +37,8 @@ def main() -> int:
         f"{result.metrics['gan/d_loss_real'] + result.metrics['gan/d_loss_fake']:.3f}, g_loss {result.metrics['gan/g_loss']:.3f}")
     log_stage("train_gan", common, cfg, metrics=result.metrics, history={"losses": result.history},
               artifacts=[REPORTS], models={"generator": result.generator},
-              tags={"arch": cfg.arch, "loss": cfg.loss, "resumed_from_step": result.resumed_from_step})
+              tags={"arch": cfg.arch, "loss": cfg.loss, "resumed_from_step": result.resumed_from_step,
+                    "device": device.type, "data_sha256": data_fingerprint(f"{DATA}/meta.json")})
     return 0
 
 

@@ -30,8 +30,9 @@ def main() -> int:
     class_names = meta.get("class_names") or None
     num_classes = max(len(class_names or []), int(max(train_y.max(), test_y.max())) + 1)
     data = VaeData(train_x, train_y, test_x, test_y, num_classes, data_fingerprint(DATA / "meta.json"))
+    device = resolve_device(common.device)
     try:
-        run = train_vae(cfg, data, seed=common.seed, device=resolve_device(common.device),
+        run = train_vae(cfg, data, seed=common.seed, device=device,
                         resume_path=RESUME, reports_dir=REPORTS)
     except (TrainingDiverged, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -46,7 +47,7 @@ def main() -> int:
               history={"loss": [{"step": r["epoch"], **{f"vae/{k}": v for k, v in r.items() if k != "epoch"}}
                              for r in run.history]},
               artifacts=[*figures, "plots/vae/loss.tsv"], models={"vae": run.model},
-              tags={"data_fingerprint": data.fingerprint, "wall_s": f"{run.wall_s:.1f}"})
+              tags={"data_sha256": data.fingerprint, "wall_s": f"{run.wall_s:.1f}", "device": device.type})
     return 0
 
 
