@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.params import ParamsError
+from genlab.models.prior import sample_standard_normal
 
 ARCHS = ("mnist28", "dcgan64")
 LOSSES = ("bce", "nonsaturating", "lsgan")
@@ -154,10 +155,7 @@ class Generator(nn.Module):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n latent vectors from N(0, I): (n, z_dim), on the model's device."""
-        device = next(self.parameters()).device
-        if generator is not None and generator.device != device:
-            return torch.randn(n, self.z_dim, generator=generator, device=generator.device).to(device)
-        return torch.randn(n, self.z_dim, generator=generator, device=device)
+        return sample_standard_normal(n, self.z_dim, next(self.parameters()).device, generator)
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from genlab.checkpoint import load_checkpoint
+from genlab.models.prior import sample_standard_normal
 
 KIND = "vae"
 # log sigma^2 is soft-clamped to (-LOGVAR_BOUND, LOGVAR_BOUND): exp() can neither overflow nor
@@ -235,10 +236,7 @@ class VAE(nn.Module):
 
     def sample_latent(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """n draws from the prior N(0, I): (n, Z), on the model's device."""
-        device = next(self.parameters()).device
-        if generator is not None and generator.device != device:
-            return torch.randn(n, self.z_dim, generator=generator, device=generator.device).to(device)
-        return torch.randn(n, self.z_dim, generator=generator, device=device)
+        return sample_standard_normal(n, self.z_dim, next(self.parameters()).device, generator)
 
     @torch.no_grad()
     def sample(self, n: int, labels: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
