@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import signal
@@ -253,6 +254,77 @@ def test_outputs_and_load_generator(tmp_path):
     assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
     assert torch.equal(x, gen.decode(gen.sample_latent(5, generator=torch.Generator().manual_seed(0))))
+
+
+def _train_in_process(epochs: int, ema: float, on_epoch_end=None):
+    from genlab.train.gan import train_gan
+
+    images, labels = _digits_like(n=32)
+    cfg = GanParams(epochs=epochs, batch_size=32, z_dim=8, g_width=8, d_width=8, n_samples=4, ema=ema)
+    torch.manual_seed(0)
+    return train_gan(cfg, images, labels, seed=0, on_epoch_end=on_epoch_end)
+
+
+def test_ema_generator_is_the_warmed_up_moving_average_of_g():
+    """One step per epoch. EMA consumes no randomness, so G's path is the same with or without it.
+    After two steps the sampled weights must be d * G_1 + (1 - d) * G_2, with the warm-up
+    d = min(decay, 2 / 11); the BatchNorm statistics are recalibrated; the last grid and the
+    on_epoch_end hook see that generator, and a hook drawing random numbers changes nothing."""
+    from genlab.train.gan import _sample_grid, recalibrate_batchnorm
+
+    g1 = _train_in_process(1, ema=0.0).generator.state_dict()
+    g2 = _train_in_process(2, ema=0.0).generator.state_dict()
+    seen = {}
+
+    def hook(epoch, gen, trained):
+        torch.randn(1000)  # must not shift the training RNG
+        assert trained.training and not gen.training and trained is not gen
+        seen[epoch] = {k: v.clone() for k, v in gen.state_dict().items()}
+        seen[f"trained{epoch}"] = {k: v.clone() for k, v in trained.state_dict().items()}
+
+    res = _train_in_process(2, ema=0.75, on_epoch_end=hook)
+    avg = res.generator.state_dict()
+    assert avg.keys() == g2.keys() and sorted(seen, key=str) == [1, 2, "trained1", "trained2"]
+    assert all(torch.equal(seen["trained2"][k], g2[k]) for k in g2)
+    d = 2 / 11
+    params = {k for k, _ in res.generator.named_parameters()}
+    assert any(not torch.equal(g1[k], g2[k]) for k in params)  # the step changed G
+    for k in params:
+        torch.testing.assert_close(avg[k], d * g1[k] + (1 - d) * g2[k], msg=k)
+        assert torch.equal(seen[2][k], avg[k])
+    torch.testing.assert_close(seen[1]["fc.0.weight"], g1["fc.0.weight"])  # the first update copies G
+    expected = recalibrate_batchnorm(copy.deepcopy(res.generator), seed=2)  # seed * 1_000_003 + epoch
+    for k, v in expected.state_dict().items():
+        assert torch.equal(avg[k], v), k
+    assert not torch.equal(avg["fc.1.running_mean"], g2["fc.1.running_mean"])
+    assert not res.generator.training
+    last_grid = _sample_grid(res.generator, torch.randn(4, 8, generator=torch.Generator().manual_seed(1)),
+                             None, torch.autocast("cpu", enabled=False))
+    assert np.array_equal(res.grids[-1][1], last_grid)
+
+
+def test_recalibrate_batchnorm_measures_the_statistics_of_prior_samples():
+    from genlab.train.gan import recalibrate_batchnorm
+
+    torch.manual_seed(0)
+    gen = Generator(GanModelConfig(z_dim=8, g_width=8, num_classes=10))
+    bn = gen.fc[1]
+    bn.running_mean.fill_(5.0)
+    before = torch.random.get_rng_state()
+    assert recalibrate_batchnorm(gen, seed=3, n=2048, batch_size=512) is gen
+    assert torch.equal(torch.random.get_rng_state(), before)
+    assert not gen.training and bn.momentum == 0.1
+    rng = torch.Generator().manual_seed(3)
+    means, variances = [], []
+    with torch.no_grad():
+        for s in range(0, 2048, 512):
+            z = torch.randn(512, 8, generator=rng)
+            y = torch.nn.functional.one_hot(torch.arange(s, s + 512) % 10, 10).float()  # balanced labels
+            h = gen.fc[0](torch.cat([z, y], 1))
+            means.append(h.mean(0))
+            variances.append(h.var(0, unbiased=True))
+    torch.testing.assert_close(bn.running_mean, torch.stack(means).mean(0))
+    torch.testing.assert_close(bn.running_var, torch.stack(variances).mean(0))
 
 
 def test_params_defaults_validate():
