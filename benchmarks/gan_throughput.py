@@ -10,7 +10,7 @@ both alike; the median of each is reported, and their ratio.
 
     python benchmarks/gan_throughput.py                     # 28 px, CPU
     OMP_NUM_THREADS=1 python benchmarks/gan_throughput.py   # steadier on a busy machine
-    python benchmarks/gan_throughput.py --amp bf16          # genlab loop in bf16 (CPUs with AMX)
+    python benchmarks/gan_throughput.py --amp off           # both loops in fp32 (auto: bf16 on CUDA and AMX CPUs)
     python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
 """
 
@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from genlab.models.gan import Discriminator, Generator
 from genlab.runtime import resolve_device
-from genlab.train.gan import GanParams, train_gan
+from genlab.train.gan import GanParams, resolve_bf16, train_gan
 
 
 class PilDataset(Dataset):
@@ -117,7 +117,8 @@ def main() -> int:
     cfg = GanParams(arch=args.arch, batch_size=args.batch_size, epochs=1, sample_every=10**6, compile=args.compile,
                     amp=args.amp, log_every=10**6, n_samples=16)
     torch.manual_seed(0)
-    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, {args.arch} "
+    print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, genlab loop in "
+          f"{'bf16' if resolve_bf16(args.amp, device) else 'fp32'} (reference: fp32), {args.arch} "
           f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}, batch {args.batch_size}, {args.steps} steps/round")
     ref, ours = [], []
     genlab_loop(cfg.model_copy(update={"epochs": 1}), images[: 2 * args.batch_size], labels, device)  # warm-up

@@ -298,8 +298,7 @@ def test_ema_generator_is_the_warmed_up_moving_average_of_g():
         assert torch.equal(avg[k], v), k
     assert not torch.equal(avg["fc.1.running_mean"], g2["fc.1.running_mean"])
     assert not res.generator.training
-    last_grid = _sample_grid(res.generator, torch.randn(4, 8, generator=torch.Generator().manual_seed(1)),
-                             None, torch.autocast("cpu", enabled=False))
+    last_grid = _sample_grid(res.generator, torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), None)
     assert np.array_equal(res.grids[-1][1], last_grid)
 
 
@@ -325,6 +324,36 @@ def test_recalibrate_batchnorm_measures_the_statistics_of_prior_samples():
             variances.append(h.var(0, unbiased=True))
     torch.testing.assert_close(bn.running_mean, torch.stack(means).mean(0))
     torch.testing.assert_close(bn.running_var, torch.stack(variances).mean(0))
+
+
+def test_amp_auto_picks_bf16_on_cuda_and_amx_cpus_only(monkeypatch):
+    import genlab.train.gan as tg
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(tg, "cpu_has_amx", lambda: False)
+    assert [tg.resolve_bf16(a, cpu) for a in ("auto", "bf16", "off")] == [False, True, False]
+    assert [tg.resolve_bf16(a, cuda) for a in ("auto", "bf16", "off")] == [True, True, False]
+    monkeypatch.setattr(tg, "cpu_has_amx", lambda: True)
+    assert [tg.resolve_bf16(a, cpu) for a in ("auto", "bf16", "off")] == [True, True, False]
+
+
+def test_bf16_run_reports_its_precision_and_stays_deterministic():
+    from genlab.train.gan import train_gan
+
+    images, labels = _digits_like(n=64)
+    cfg = GanParams(epochs=1, batch_size=32, z_dim=8, g_width=8, d_width=8, n_samples=4, amp="bf16")
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        runs.append(train_gan(cfg, images, labels, seed=0))
+    assert runs[0].metrics["gan/bf16"] == 1
+    assert runs[0].history == runs[1].history
+    a, b = (r.generator.state_dict() for r in runs)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    torch.manual_seed(0)
+    fp32 = train_gan(cfg.model_copy(update={"amp": "off"}), images, labels, seed=0)
+    assert fp32.metrics["gan/bf16"] == 0
+    assert not torch.equal(fp32.generator.state_dict()["fc.0.weight"], a["fc.0.weight"])
 
 
 def test_params_defaults_validate():

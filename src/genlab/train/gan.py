@@ -2,7 +2,7 @@
 
 Speed: the uint8 image set lives on the device as one tensor; a batch is an index into a
 per-epoch permutation drawn from a generator seeded by (seed, epoch), so no DataLoader, no
-per-sample Python transforms. On CUDA: channels_last and bf16 autocast; ``compile`` wraps
+per-sample Python transforms. channels_last; bf16 autocast on CUDA and AMX CPUs; ``compile`` wraps
 both nets in ``torch.compile``. D's weights stop requiring grad during G's step, so G's
 backward pass does not compute D's weight gradients it would throw away.
 
@@ -88,7 +88,7 @@ class GanParams(StrictModel):
     log_every: int = Field(20, gt=0)  # steps per row of plots/gan/losses.tsv
     checkpoint_every: int = Field(100, gt=0)  # steps between resume checkpoints
     compile: bool = False  # torch.compile both nets
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
     channels_last: bool = True  # NHWC memory format (faster convs on CUDA and with oneDNN on CPU)
 
     def arch_config(self, channels: int, image_size: int, num_classes: int | None) -> GanModelConfig:
@@ -125,6 +125,23 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
     """The batch order of `epoch`, a pure function of (seed, epoch): resuming mid-epoch needs no state."""
     g = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     return torch.randperm(n, generator=g)
+
+
+def cpu_has_amx() -> bool:
+    """Whether this CPU has AMX tiles (Intel Xeon 4th gen and later): bf16 convs run natively."""
+    try:
+        return bool(torch.cpu._is_amx_tile_supported())
+    except (AttributeError, RuntimeError):  # another torch build or platform
+        return False
+
+
+def resolve_bf16(amp: str, device: torch.device) -> bool:
+    """`gan.amp` -> bf16 autocast or not. ``auto``: on CUDA, and on CPUs with AMX, where it is
+    2-2.5x faster than fp32 (`benchmarks/gan_throughput.py --amp`); elsewhere bf16 is emulated
+    and slower, so fp32. The metrics of a bf16 run differ from an fp32 run's (both deterministic)."""
+    if amp == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_amx())
+    return amp == "bf16"
 
 
 def ema_multi_avg_fn(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
@@ -222,7 +239,9 @@ def train_gan(
     fixed_z = torch.randn(cfg.n_samples, mcfg.z_dim, generator=fixed).to(device)
     fixed_y = (torch.arange(cfg.n_samples) % num_classes).to(device) if num_classes else None
 
+    use_bf16 = resolve_bf16(cfg.amp, device)
     run_config = {
+        "bf16": use_bf16,  # a resume on a machine that picks the other precision starts fresh
         "model": mcfg.to_dict(),
         "train": cfg.model_dump(mode="json"),
         "seed": seed,
@@ -284,8 +303,6 @@ def train_gan(
     g_step, d_step = gen, disc
     if cfg.compile:
         g_step, d_step = torch.compile(gen), torch.compile(disc)
-    # bf16 on CPU is opt-in (amp: bf16): fast with AMX/AVX512-BF16, but not the fp32 numbers
-    use_bf16 = cfg.amp == "bf16" or (cfg.amp == "auto" and cuda)
     amp = torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_bf16)
     real_target = 1.0 - cfg.label_smoothing
     stop_at = _stop_after_steps()
@@ -371,7 +388,7 @@ def train_gan(
         if ema is not None:
             sampled = recalibrate_batchnorm(ema.module, seed=seed * 1_000_003 + epoch)
         if epoch % cfg.sample_every == 0 or epoch == cfg.epochs:
-            grid = _sample_grid(sampled, fixed_z, fixed_y, amp)
+            grid = _sample_grid(sampled, fixed_z, fixed_y)
             grids.append((epoch, grid))
             if grid_dir is not None:
                 save_image(grid, Path(grid_dir) / f"epoch_{epoch:03d}.png")
@@ -389,6 +406,7 @@ def train_gan(
         "gan/train_seconds": round(train_s, 2),
         "gan/steps": step,
         "gan/epochs": cfg.epochs,
+        "gan/bf16": int(use_bf16),
     })
     out_gen = ema.module if ema is not None else gen
     out_gen.eval()
@@ -397,12 +415,11 @@ def train_gan(
 
 
 @torch.no_grad()
-def _sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None, amp: Any) -> np.ndarray:
-    """The fixed-noise grid in eval mode (BatchNorm running stats: what `decode` will produce)."""
+def _sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None) -> np.ndarray:
+    """The fixed-noise grid in eval mode and fp32 (BatchNorm running stats: what `decode` will produce)."""
     was_training = gen.training
     gen.eval()
-    with amp:
-        x = gen(z, y).float()
+    x = gen(z, y).float()
     gen.train(was_training)
     return make_grid(to_uint8(x.float().cpu().numpy()), pad_value=0)  # tanh range -> uint8 grid (H', W', C)
 
