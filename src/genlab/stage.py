@@ -1,0 +1,108 @@
+"""One shape for every `stages/*.py` script: ``main() -> int`` run through :func:`run_stage`.
+
+A stage script reads::
+
+    from genlab.stage import load_stage_params, run_stage
+
+    def main() -> int:
+        common, cfg = load_stage_params("gan", GanParams)   # validate params (ParamsError)
+        result = train_gan(cfg, ...)                          # one library function
+        write_json("metrics/gan.json", result.metrics)       # write the declared outputs
+        return 0
+
+    if __name__ == "__main__":
+        raise SystemExit(run_stage(main))
+
+:func:`run_stage` turns every expected failure into one line on stderr and an exit code, so
+DVC (and a person) sees what went wrong without a traceback:
+
+=================================================  =====  ==========================================
+raised inside ``main``                             exit   stderr
+=================================================  =====  ==========================================
+:class:`genlab.params.ParamsError`                 2      ``error: <stage>: <message>`` (one line per
+                                                          problem when a file has several)
+:class:`StageError`, ``ValueError``, ``OSError``   1      ``error: <stage>: <first line of message>``
+(``FileNotFoundError``, ...), ``RuntimeError``
+(:class:`genlab.checkpoint.CheckpointError`, ...),
+``FloatingPointError``
+``KeyboardInterrupt``                              130    ``error: <stage>: interrupted``
+=================================================  =====  ==========================================
+
+``main`` returning ``None`` counts as 0. Anything else (a bug: ``TypeError``, ``KeyError``,
+...) keeps its traceback. ``GENLAB_TRACEBACK=1`` shows the traceback of handled errors too.
+The stage name is the script's file name (``stages/train_gan.py`` -> ``train_gan``).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from pydantic import BaseModel
+
+from genlab.params import CommonParams, ParamsError, load_params
+
+M = TypeVar("M", bound=BaseModel)
+
+EXIT_OK, EXIT_ERROR, EXIT_PARAMS, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class StageError(RuntimeError):
+    """A data or runtime problem a stage reports in one line (exit 1): a missing input, an
+    output that cannot be written, a run that diverged."""
+
+
+# Failures of data, files or the run itself; a stage reports them in one line, exit 1.
+# (ParamsError is a ValueError, so it is tested first.)
+DATA_ERRORS: tuple[type[BaseException], ...] = (StageError, ValueError, OSError, RuntimeError, FloatingPointError)
+
+
+def load_stage_params(section: str, model: type[M], path: str | Path = "params.yaml") -> tuple[CommonParams, M]:
+    """The shared sections and `section` of params.yaml, validated (raises :class:`ParamsError`)."""
+    return load_params(section, model, path)
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception as one line: its first non-empty message line, else its type name."""
+    for line in str(exc).splitlines():
+        if line.strip():
+            return line.strip()
+    return type(exc).__name__
+
+
+def stage_name(main: Callable[..., object]) -> str:
+    """``stages/train_gan.py``'s ``main`` -> ``train_gan``."""
+    code = getattr(main, "__code__", None)
+    return Path(code.co_filename).stem if code is not None else getattr(main, "__name__", "stage")
+
+
+def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
+    """Run a stage's ``main`` and map its failures to an exit code and one stderr line.
+
+    Use as ``raise SystemExit(run_stage(main))``; `name` defaults to the script's file name.
+    """
+    name = name or stage_name(main)
+    show_traceback = os.environ.get("GENLAB_TRACEBACK", "") not in ("", "0")
+    try:
+        code = main()
+    except ParamsError as exc:
+        if show_traceback:
+            raise
+        for line in str(exc).splitlines() or [type(exc).__name__]:
+            print(f"error: {name}: {line}", file=sys.stderr)
+        return EXIT_PARAMS
+    except DATA_ERRORS as exc:
+        if show_traceback:
+            raise
+        print(f"error: {name}: {first_line(exc)}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        if show_traceback:
+            raise
+        print(f"error: {name}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    sys.stdout.flush()
+    return EXIT_OK if code is None else int(code)

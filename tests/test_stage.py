@@ -1,0 +1,63 @@
+"""The one stage wrapper (genlab.stage.run_stage): exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from genlab.checkpoint import CheckpointError
+from genlab.params import ParamsError
+from genlab.stage import StageError, run_stage
+
+
+def _raising(exc: BaseException):
+    def main() -> int:
+        raise exc
+
+    return main
+
+
+@pytest.mark.parametrize(
+    ("exc", "code", "line"),
+    [
+        (ParamsError("params.yaml: gan.lr: must be > 0, got -1"), 2, "error: s: params.yaml: gan.lr: must be > 0, got -1"),
+        (StageError("data/images/train_images.npy is truncated"), 1, "error: s: data/images/train_images.npy is truncated"),
+        (ValueError("bad value\nmore detail"), 1, "error: s: bad value"),
+        (FileNotFoundError("no such file: x.npy"), 1, "error: s: no such file: x.npy"),
+        (OSError(28, "No space left on device"), 1, "error: s: [Errno 28] No space left on device"),
+        (CheckpointError("checkpoint m.pt is corrupted"), 1, "error: s: checkpoint m.pt is corrupted"),
+        (RuntimeError(""), 1, "error: s: RuntimeError"),
+        (KeyboardInterrupt(), 130, "error: s: interrupted"),
+    ],
+)
+def test_errors_become_one_line_and_an_exit_code(exc, code, line, capsys, monkeypatch):
+    monkeypatch.delenv("GENLAB_TRACEBACK", raising=False)
+    assert run_stage(_raising(exc), "s") == code
+    err = capsys.readouterr().err
+    assert err.splitlines() == [line]
+
+
+def test_several_params_problems_give_one_line_each(capsys):
+    assert run_stage(_raising(ParamsError("params.yaml: a: x\nparams.yaml: b: y")), "s") == 2
+    assert capsys.readouterr().err.splitlines() == ["error: s: params.yaml: a: x", "error: s: params.yaml: b: y"]
+
+
+def test_return_value_and_name_from_the_script(capsys):
+    def main() -> int:
+        raise StageError("boom")
+
+    assert run_stage(lambda: None) == 0
+    assert run_stage(lambda: 3) == 3
+    assert run_stage(main) == 1
+    # the name is the file that defines main (here this test module)
+    assert capsys.readouterr().err.strip() == "error: test_stage: boom"
+
+
+def test_bugs_keep_their_traceback():
+    with pytest.raises(KeyError):
+        run_stage(_raising(KeyError("x")), "s")
+
+
+def test_genlab_traceback_reraises(monkeypatch):
+    monkeypatch.setenv("GENLAB_TRACEBACK", "1")
+    with pytest.raises(StageError):
+        run_stage(_raising(StageError("x")), "s")
