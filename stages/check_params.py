@@ -1,23 +1,24 @@
-"""Stage check_params: validate every section of params.yaml before any stage runs.
+"""Stage check_params: validate every section of params.yaml, and the local data sources it
+names, before any stage runs (library: genlab.check_params).
 
-DVC removes a stage's outputs before running it; validating everything first means a typo
-in params.yaml fails the pipeline in a second with nothing lost. Its output never changes,
-so it triggers no downstream stage.
+DVC removes a stage's outputs before running it; checking everything first means a typo or a
+missing source folder fails the pipeline in a second with nothing lost. Its output never
+changes, so it triggers no downstream stage.
 """
 
-import sys
-
+from genlab.check_params import check_params
+from genlab.params import ParamsError
 from genlab.runtime import write_text
-from genlab.sections import validate_all
+from genlab.stage import run_stage
 
 
-def main() -> None:
-    problems = validate_all("params.yaml")
+def main() -> int:
+    problems = check_params("params.yaml")
     if problems:
-        print("\n".join(f"error: {p}" for p in problems), file=sys.stderr)
-        raise SystemExit(2)
+        raise ParamsError("\n".join(problems))
     write_text("data/params.ok", "params.yaml is valid\n")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_stage(main))

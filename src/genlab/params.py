@@ -108,16 +108,32 @@ def validate_section(raw: Any, section: str, model: type[M], source: str = "para
         raise ParamsError(format_validation_error(exc, section, model, source)) from None
 
 
+def yaml_error_line(exc: yaml.YAMLError) -> str:
+    """A YAML error as one line that keeps where it is: ``line 3, column 8: <problem>``."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+    return f"{where}{problem}" + (f" ({context})" if context else "")
+
+
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
+    """The parsed params file; a missing, unreadable, malformed or empty file is a one-line ParamsError."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ParamsError(f"{path}: file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ParamsError(f"{path}: cannot read: {exc}") from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
-        raise ParamsError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from None
+        raise ParamsError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
+    if data is None:
+        raise ParamsError(f"{path}: is empty; expected a mapping of sections (seed, device, tracking, and one per stage)")
     if not isinstance(data, dict):
-        raise ParamsError(f"{path}: must be a mapping of sections")
+        raise ParamsError(f"{path}: must be a mapping of sections, got a {type(data).__name__}")
     return data
 
 
@@ -154,3 +170,40 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[name] = value
     return out
+
+
+# --------------------------------------------------------------------- model configs -> sections
+
+
+def model_section(name: str, config_cls: type, base: type[M], *, exclude: tuple[str, ...] = (),
+                  doc: str | None = None) -> type[M]:
+    """A params section class: `base`'s training keys plus the fields of the model config
+    dataclass `config_cls` (minus `exclude`: those the stage derives from the data), with the
+    same types, defaults and ranges (``bounds`` metadata). Declared once, so they cannot drift."""
+    import dataclasses
+    import typing
+
+    from pydantic import create_model
+
+    hints = typing.get_type_hints(config_cls)
+    fields: dict[str, Any] = {}
+    for f in dataclasses.fields(config_cls):
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        fields[f.name] = (hints[f.name], Field(default, **f.metadata.get("bounds", {})))
+    cls = create_model(name, __base__=base, __module__=base.__module__, **fields)
+    cls.__doc__ = doc or base.__doc__
+    return cls
+
+
+def config_error(exc: ValueError, section: str, data_keys: dict[str, str] | None = None,
+                 source: str = "params.yaml") -> ParamsError:
+    """A model :class:`~genlab.models.contract.ConfigError` as a ParamsError naming the key path:
+    ``gan.d_layers``, or for fields the stage derives from the data, the key that sets them
+    (`data_keys`, e.g. ``{"image_size": "prepare_images.image_size"}``)."""
+    key = getattr(exc, "key", None)
+    if key is None:
+        return ParamsError(f"{source}: {section}: {exc}")
+    path = (data_keys or {}).get(key, f"{section}.{key}")
+    return ParamsError(f"{source}: {path}: {getattr(exc, 'message', str(exc))}")

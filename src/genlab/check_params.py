@@ -1,0 +1,49 @@
+"""The `check_params` stage's logic: every section of params.yaml, and the local data sources
+it names, checked before any stage runs.
+
+DVC deletes a stage's outputs before running its command, so a problem caught only inside a
+stage would cost that stage's previous outputs (`prepare_images.source: idx:/nonexistent`
+used to delete ``data/images`` and ``metrics/data.json`` before failing); caught here, it costs
+nothing. The section -> config class table lives in :mod:`genlab.sections`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from genlab.data.source_checks import check_image_source, check_text_source
+from genlab.params import CommonParams, ParamsError, read_params, validate_section
+from genlab.sections import SECTIONS, config_class
+
+# section -> checker of its `source` key: None when the source is usable, else a one-line problem
+SOURCE_CHECKS = {"prepare_images": check_image_source, "prepare_text": check_text_source}
+
+
+def check_params(path: str | Path = "params.yaml", base: str | Path | None = None) -> list[str]:
+    """Every problem in the params file at `path`, one line each (empty: all is well).
+
+    Local sources (``idx:``, ``folder:``, ``path:``) must exist and hold what they should;
+    relative paths resolve against `base` (default: the working directory, as in the stages).
+    A file that is not YAML or not a mapping raises :class:`ParamsError` (one line).
+    """
+    data = read_params(path)
+    source = Path(path).name
+    problems = []
+    for key in sorted(set(data) - set(SECTIONS) - set(CommonParams.model_fields)):
+        problems.append(f"{source}: {key}: unknown section (allowed: {', '.join([*CommonParams.model_fields, *SECTIONS])})")
+    checks = [("", CommonParams, {k: data[k] for k in CommonParams.model_fields if k in data})]
+    checks += [(s, config_class(s), data.get(s)) for s in SECTIONS]
+    for section, model, raw in checks:
+        if section and section not in data:
+            problems.append(f"{source}: {section}: section is missing")
+            continue
+        try:
+            cfg = validate_section(raw, section, model, source)
+        except ParamsError as exc:
+            problems.extend(str(exc).splitlines())
+            continue
+        if section in SOURCE_CHECKS:
+            problem = SOURCE_CHECKS[section](cfg.source, base)
+            if problem:
+                problems.append(f"{source}: {section}.source: {cfg.source}: {problem}")
+    return problems
