@@ -1,6 +1,6 @@
 """DCGAN generators and discriminators, and the GAN losses as pure functions.
 
-Two architecture families, picked by ``GanModelConfig.arch``:
+Two architecture families, picked by ``Config.arch``:
 
 * ``mnist28``: the seed report's MNIST generator (Linear -> 128xSxS -> ConvT 64 -> ConvT 64 ->
   ConvT C, BatchNorm/ReLU/Tanh; ``g_layers`` transposed convs, the last two upsample x2) for
@@ -22,67 +22,65 @@ projection discriminator (Miyato & Koyama 2018): logit = w.h + embed(y).h.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.params import ParamsError
+from genlab.models.contract import ConfigError, ModelConfig, bounds, load_model, save_model
 from genlab.models.prior import sample_standard_normal
 
-ARCHS = ("mnist28", "dcgan64")
+KIND = "gan"
+ARCHS = ("mnist28", "dcgan64", "mlp")
 LOSSES = ("bce", "nonsaturating", "lsgan")
 # image sizes each architecture can produce
-SIZES = {"mnist28": (28, 32), "dcgan64": (32, 64, 128)}
+SIZES = {"mnist28": (28, 32), "dcgan64": (32, 64, 128), "mlp": (28, 32, 64)}
+# fields that only some architectures read: setting them for another is an error
+APPLIES = {
+    "g_layers": ("mnist28",), "g_width": ("mnist28",), "d_layout": ("mnist28",), "d_layers": ("mnist28",),
+    "d_width": ("mnist28",), "d_dropout": ("mnist28",),
+    "ngf": ("dcgan64",), "ndf": ("dcgan64",), "batchnorm": ("dcgan64",),
+    "g_hidden": ("mlp",), "d_hidden": ("mlp",),
+}
 
 
 @dataclass
-class GanModelConfig:
+class Config(ModelConfig):
     """Everything needed to rebuild both networks; stored as a plain dict in checkpoints."""
 
-    arch: str = "mnist28"
+    arch: Literal["mnist28", "dcgan64", "mlp"] = "mnist28"
     channels: int = 1
     image_size: int = 28
-    z_dim: int = 100
-    num_classes: int | None = None  # None: unconditional
-    init: str = "normal"  # normal: N(0, 0.02) as Radford et al.; xavier: Glorot uniform
+    z_dim: int = field(default=100, metadata=bounds(gt=0))
+    num_classes: int | None = field(default=None, metadata=bounds(ge=2))  # None: unconditional
+    init: Literal["normal", "xavier"] = "normal"  # normal: N(0, 0.02) as Radford et al.; xavier: Glorot uniform
     # mnist28
-    g_layers: int = 3  # transposed convs in G (the last two upsample x2)
-    g_width: int = 64  # channels of G's transposed convs (the report's 64)
-    d_layout: str = "dcgan"  # dcgan | report
-    d_layers: int = 3  # stride-2 convs in D
-    d_width: int | None = None  # D's first-layer channels, doubling per layer (None: 64 dcgan, 16 report)
-    d_dropout: float = 0.0
+    g_layers: int = field(default=3, metadata=bounds(ge=2, le=6))  # transposed convs in G (the last two upsample)
+    g_width: int = field(default=64, metadata=bounds(gt=0))  # channels of G's transposed convs (the report's 64)
+    d_layout: Literal["dcgan", "report"] = "dcgan"
+    d_layers: int = field(default=3, metadata=bounds(ge=2, le=4))  # stride-2 convs in D
+    d_width: int | None = field(default=None, metadata=bounds(gt=0))  # D's first-layer channels (None: 64 dcgan, 16 report)
+    d_dropout: float = field(default=0.0, metadata=bounds(ge=0, lt=1))
     # dcgan64
-    ngf: int = 64
-    ndf: int = 64
+    ngf: int = field(default=64, metadata=bounds(gt=0))
+    ndf: int = field(default=64, metadata=bounds(gt=0))
     batchnorm: bool = True
+    # mlp (EECS598's fully connected GAN: G z-1024-1024-CHW, D CHW-256-256-1)
+    g_hidden: int = field(default=1024, metadata=bounds(gt=0))
+    d_hidden: int = field(default=256, metadata=bounds(gt=0))
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "GanModelConfig":
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
-
-    def check(self) -> "GanModelConfig":
-        """Raise :class:`ParamsError` naming the key when the config cannot build a model."""
-        if self.arch not in ARCHS:
-            raise ParamsError(f"params.yaml: gan.arch: must be one of {', '.join(ARCHS)}, got {self.arch!r}")
+    def check(self) -> None:
+        if self.channels not in (1, 3):
+            raise ConfigError("channels", f"images must have 1 or 3 channels, got {self.channels}")
         if self.image_size not in SIZES[self.arch]:
             other = [a for a in ARCHS if self.image_size in SIZES[a]]
-            hint = f"; use gan.arch: {other[0]}" if other else ""
-            raise ParamsError(
-                f"params.yaml: gan.arch: {self.arch} makes {' or '.join(map(str, SIZES[self.arch]))} px images, "
-                f"but the training images are {self.image_size} px (prepare_images.image_size){hint}"
-            )
-        if self.channels not in (1, 3):
-            raise ParamsError(f"gan: images must have 1 or 3 channels, got {self.channels}")
-        return self
+            hint = f"; arch {other[0]} makes them" if other else ""
+            raise ConfigError("image_size", f"arch {self.arch} makes {' or '.join(map(str, SIZES[self.arch]))} px "
+                                            f"images, got {self.image_size}{hint}")
+        self.only_for("arch", APPLIES)
 
     @property
     def d_first_width(self) -> int:
@@ -99,9 +97,8 @@ def _conv_out(n: int, k: int, s: int, p: int) -> int:
 class Generator(nn.Module):
     """z (B, z_dim) [+ labels (B,)] -> images (B, C, H, W) in [-1, 1] (tanh)."""
 
-    def __init__(self, cfg: GanModelConfig):
+    def __init__(self, cfg: Config):
         super().__init__()
-        cfg.check()
         self.cfg = cfg
         self.z_dim = cfg.z_dim
         self.num_classes = cfg.num_classes
@@ -126,6 +123,13 @@ class Generator(nn.Module):
                 nn.ConvTranspose2d(cfg.g_width, cfg.channels, 4, 2, 1), nn.Tanh(),
             ]
             self.net = nn.Sequential(*layers)
+        elif cfg.arch == "mlp":  # EECS598's fully connected G: (B, z) -> (B, 1024) -> (B, 1024) -> (B, C*H*W)
+            h, out = cfg.g_hidden, cfg.channels * cfg.image_size**2
+            self.fc = nn.Sequential(
+                nn.Linear(in_dim, h), nn.ReLU(True), nn.Linear(h, h), nn.ReLU(True), nn.Linear(h, out), nn.Tanh(),
+            )
+            self.start = self.image_shape
+            self.net = nn.Identity()
         else:  # dcgan64: Radford et al., z as a (B, z, 1, 1) map
             n_up = int(math.log2(cfg.image_size // 4))  # 3 for 32 px, 4 for 64 px
             c = cfg.ngf * 2 ** (n_up - 1)
@@ -179,9 +183,8 @@ class Generator(nn.Module):
 class Discriminator(nn.Module):
     """images (B, C, H, W) in [-1, 1] [+ labels] -> logits (B,)."""
 
-    def __init__(self, cfg: GanModelConfig):
+    def __init__(self, cfg: Config):
         super().__init__()
-        cfg.check()
         self.num_classes = cfg.num_classes
         layers: list[nn.Module] = []
         c_in, n = cfg.channels, cfg.image_size
@@ -205,6 +208,11 @@ class Discriminator(nn.Module):
                     layers += [nn.BatchNorm2d(c_out)]
                     n = _conv_out(n, 3, 2, 1)
                 c_in = c_out
+        elif cfg.arch == "mlp":  # (B, C, H, W) -> (B, C*H*W) -> (B, 256) -> (B, 256), LeakyReLU 0.01 (EECS598)
+            h = cfg.d_hidden
+            layers += [nn.Flatten(), nn.Linear(c_in * n * n, h), nn.LeakyReLU(0.01, True),
+                       nn.Linear(h, h), nn.LeakyReLU(0.01, True)]
+            c_in, n = h, 1
         else:  # dcgan64
             c_out = cfg.ndf
             layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=True), nn.LeakyReLU(0.2, True)]  # (B, C, S, S) -> (B, ndf, S/2, S/2)
@@ -235,7 +243,7 @@ def init_weights(module: nn.Module, kind: str) -> None:
     """``normal``: conv/linear weights N(0, 0.02), BatchNorm scale N(1, 0.02) (Radford et al.);
     ``xavier``: Glorot-uniform weights, BatchNorm scale 1. Biases 0."""
     if kind not in ("normal", "xavier"):
-        raise ParamsError(f"params.yaml: gan.init: must be one of normal, xavier, got {kind!r}")
+        raise ConfigError("init", f"must be one of 'normal', 'xavier', got {kind!r}")
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
             if kind == "normal":
@@ -252,7 +260,7 @@ def init_weights(module: nn.Module, kind: str) -> None:
             nn.init.zeros_(m.bias)
 
 
-def build(cfg: GanModelConfig) -> tuple[Generator, Discriminator]:
+def build(cfg: Config) -> tuple[Generator, Discriminator]:
     return Generator(cfg), Discriminator(cfg)
 
 
@@ -308,14 +316,21 @@ def discriminator_accuracy(out: torch.Tensor, kind: str, real: bool) -> torch.Te
 
 # ----------------------------------------------------------------------------- checkpoints
 
-CHECKPOINT_KIND = "gan"
+
+def save(path: str | Path, model: tuple[Generator, Discriminator], **extra: Any) -> Path:
+    """A self-describing checkpoint of (G, D): config, both states, and `extra` (step, epoch...)."""
+    gen, disc = model
+    return save_model(path, KIND, gen.cfg, {"generator": gen, "discriminator": disc}, **extra)
+
+
+def load(path: str | Path = "models/gan/checkpoint.pt", device: str | torch.device = "cpu"
+         ) -> tuple[Generator, Discriminator]:
+    """(G, D) of a ``train_gan`` checkpoint, in eval mode on `device`, rebuilt from the file alone."""
+    (gen, disc), _ = load_model(path, KIND, Config, build, {"generator": lambda m: m[0],
+                                                            "discriminator": lambda m: m[1]})
+    return gen.to(device).eval(), disc.to(device).eval()
 
 
 def load_generator(path: str | Path = "models/gan/checkpoint.pt", device: str | torch.device = "cpu") -> Generator:
-    """The trained generator of a ``train_gan`` checkpoint, in eval mode, rebuilt from the file alone."""
-    from genlab.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(path, CHECKPOINT_KIND, map_location="cpu")
-    gen = Generator(GanModelConfig.from_dict(ckpt["config"]["model"]))
-    gen.load_state_dict(ckpt["generator"])
-    return gen.to(device).eval()
+    """The trained generator of a ``train_gan`` checkpoint (see :func:`load`)."""
+    return load(path, device)[0]
