@@ -89,6 +89,11 @@ def format_validation_error(
     lines = []
     for err in exc.errors():
         path = ".".join(str(p) for p in ((prefix,) if prefix else ()) + tuple(err["loc"]))
+        cause = (err.get("ctx") or {}).get("error")
+        if getattr(cause, "key", None):  # a model ConfigError raised while validating: it names the field
+            path = f"{path}.{cause.key}" if path else cause.key
+            lines.append(f"{source}: {path}: {cause.message}")
+            continue
         line = f"{source}: {path}: {_describe(err, model)}"
         if err["type"] not in ("missing",) and "input" in err and not isinstance(err["input"], dict):
             line += f", got {err['input']!r}"
