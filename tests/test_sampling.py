@@ -101,3 +101,25 @@ def test_same_seed_same_text():
     b = generate_text(step, None, VOCAB, "ab", 200, 1.0, np.random.default_rng(7))
     c = generate_text(step, None, VOCAB, "ab", 200, 1.0, np.random.default_rng(8))
     assert a == b and a != c and len(a) == 200
+
+
+def test_genlab_text_on_a_numpy_model_defaults_to_its_training_prime(tmp_path):
+    """`genlab text` without --prime uses the prime the stage saved (extra["params"]["prime"])."""
+    import subprocess
+    import sys
+
+    from genlab.char_rnn_numpy import CharRNN, RNNConfig
+    from genlab.char_rnn_numpy.train import CharRNNNumpyParams
+    from genlab.text_cli import load_text_model
+
+    vocab = Vocab("abcd ")
+    model = CharRNN(RNNConfig(vocab_size=5, hidden_size=8), rng=np.random.default_rng(0), vocab=vocab)
+    cfg = CharRNNNumpyParams(prime="dcb a")
+    path = model.save(tmp_path / "model.npz", extra={"params": cfg.model_dump(mode="json"), "steps": 0})  # as the stage does
+    out = subprocess.run([sys.executable, "-m", "genlab.cli", "text", "--model", str(path), "--length", "30", "--seed", "3"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    loaded = load_text_model(path)
+    assert loaded.prime == "dcb a"
+    expected = generate_text(loaded.step, loaded.state, loaded.vocab, "dcb a", 30, 0.8, np.random.default_rng(3))
+    assert out.stdout == "dcb a" + expected + "\n"

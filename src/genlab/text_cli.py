@@ -39,6 +39,14 @@ class _Loaded:
         self.step, self.state, self.vocab, self.prime = step, state, vocab, prime
 
 
+def numpy_training_prime(extra: dict | None) -> str:
+    """The prime a NumPy model was trained with: the `train_char_rnn_numpy` stage saves its
+    params section under ``extra["params"]`` (``prime`` among them); "" when absent."""
+    params = (extra or {}).get("params")
+    prime = params.get("prime", "") if isinstance(params, dict) else ""
+    return prime if isinstance(prime, str) else ""
+
+
 def load_text_model(path: str | Path, device: str = "cpu") -> _Loaded:
     """Load a char-RNN by file suffix: ``.pt`` torch, ``.npz`` NumPy."""
     path = Path(path)
@@ -50,8 +58,7 @@ def load_text_model(path: str | Path, device: str = "cpu") -> _Loaded:
         model = load_model(path)
         if model.vocab is None:
             raise ValueError(f"{path} holds no vocabulary; it cannot generate text")
-        prime = (getattr(model, "extra", None) or {}).get("prime", "")
-        return _Loaded(model.step, model.initial_state(), model.vocab, prime if isinstance(prime, str) else "")
+        return _Loaded(model.step, model.initial_state(), model.vocab, numpy_training_prime(getattr(model, "extra", None)))
     if path.suffix == ".pt":
         from genlab.data.text import Vocab
         from genlab.runtime import resolve_device
