@@ -29,4 +29,4 @@ test: install
 	GENLAB_PROGRESS=0 $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 clean-outputs:
-	rm -rf data models reports plots dvc.lock mlflow.db
+	rm -rf data models reports plots dvc.lock mlflow.db .genlab

@@ -8,7 +8,7 @@ image size: the flatten size is computed from the number of pooling blocks.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,57 +16,41 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from genlab.models.contract import ConfigError, ModelConfig, bounds, load_model, save_model
 
 KIND = "classifier"
 
 
 @dataclass
-class ClassifierConfig:
+class Config(ModelConfig):
     """Everything needed to rebuild a :class:`Classifier` (stored in its checkpoint)."""
 
     in_channels: int = 1
     image_size: int = 28
-    num_classes: int = 10
+    num_classes: int = field(default=10, metadata=bounds(ge=2))
     class_names: list[str] = field(default_factory=list)
     channels: list[int] = field(default_factory=lambda: [32, 64])  # one conv block per entry
-    convs_per_block: int = 1
-    hidden: int = 128  # width of the penultimate (feature) layer
-    dropout: float = 0.25
+    convs_per_block: int = field(default=1, metadata=bounds(ge=1, le=4))
+    hidden: int = field(default=128, metadata=bounds(gt=0))  # width of the penultimate (feature) layer
+    dropout: float = field(default=0.25, metadata=bounds(ge=0, lt=1))
 
-    def __post_init__(self) -> None:
+    def check(self) -> None:
         if self.in_channels not in (1, 3):
-            raise ValueError(f"classifier: in_channels must be 1 or 3, got {self.in_channels}")
-        if not self.channels:
-            raise ValueError("classifier: channels must list at least one conv block width")
+            raise ConfigError("in_channels", f"must be 1 or 3, got {self.in_channels}")
+        if not self.channels or min(self.channels) < 1:
+            raise ConfigError("channels", f"must be a non-empty list of positive conv widths, got {self.channels}")
         if self.image_size // 2 ** len(self.channels) < 1:
-            raise ValueError(
-                f"classifier: {len(self.channels)} pooling blocks (channels={self.channels}) shrink "
-                f"{self.image_size}x{self.image_size} images below 1 pixel; use fewer blocks"
-            )
+            raise ConfigError("channels", f"{len(self.channels)} pooling blocks ({self.channels}) shrink "
+                                          f"{self.image_size}x{self.image_size} images below 1 pixel; use fewer blocks")
         if not self.class_names:
             self.class_names = [str(i) for i in range(self.num_classes)]
         if len(self.class_names) != self.num_classes:
-            raise ValueError(
-                f"classifier: {len(self.class_names)} class names for {self.num_classes} classes"
-            )
-        self.channels = [int(c) for c in self.channels]
-        self.class_names = [str(c) for c in self.class_names]
+            raise ConfigError("class_names", f"{len(self.class_names)} class names for {self.num_classes} classes")
 
     @property
     def final_size(self) -> int:
         """Spatial size after the pooling blocks (each halves it, flooring)."""
         return self.image_size // 2 ** len(self.channels)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ClassifierConfig":
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise ValueError(f"unknown classifier config keys: {sorted(unknown)}")
-        return cls(**d)
 
 
 def _conv_block(c_in: int, c_out: int, n_convs: int) -> nn.Sequential:
@@ -85,7 +69,7 @@ def _conv_block(c_in: int, c_out: int, n_convs: int) -> nn.Sequential:
 class Classifier(nn.Module):
     """Conv blocks -> flatten -> hidden ReLU layer (the features) -> dropout -> logits."""
 
-    def __init__(self, config: ClassifierConfig):
+    def __init__(self, config: Config):
         super().__init__()
         self.config = config
         widths = [config.in_channels, *config.channels]
@@ -141,25 +125,21 @@ def classification_loss(logits: torch.Tensor, labels: torch.Tensor, label_smooth
     return F.cross_entropy(logits.float(), labels, label_smoothing=label_smoothing)
 
 
-def save_classifier(path: str | Path, model: Classifier, **payload: Any) -> Path:
-    """Self-describing checkpoint: config + weights (+ optimizer, epoch, history, rng in `payload`)."""
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    return save_checkpoint(path, kind=KIND, config=model.config.to_dict(), model=state, **payload)
+def build(config: Config) -> Classifier:
+    # channels_last: ~1.5x faster convolutions on CPU (measured), native layout for cuDNN
+    return Classifier(config).to(memory_format=torch.channels_last)
 
 
-def load_classifier(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
+def save(path: str | Path, model: Classifier, **extra: Any) -> Path:
+    """Self-describing checkpoint: config + weights (+ epoch, history, metrics in `extra`)."""
+    return save_model(path, KIND, model.config, {"model": model}, **extra)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> Classifier:
     """Rebuild a trained classifier from its checkpoint alone, in eval mode on `device`.
 
-    Raises :class:`CheckpointError` (a RuntimeError) with one clear message when the file is
-    missing, corrupted, of another kind or does not match its own config.
+    Raises :class:`~genlab.checkpoint.CheckpointError` (a RuntimeError) with one clear message
+    when the file is missing, corrupted, of another kind or does not match its own config.
     """
-    ckpt = load_checkpoint(path, kind=KIND)
-    try:
-        config = ClassifierConfig.from_dict(dict(ckpt["config"]))
-        model = Classifier(config)
-        model.load_state_dict(ckpt["model"])
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} does not hold a valid classifier: {first}") from None
-    # channels_last: the layout it was trained in (same numerics) and ~1.5x faster on CPU
-    return model.to(device, memory_format=torch.channels_last).eval()
+    model, _ = load_model(path, KIND, Config, build, {"model": lambda m: m})
+    return model.to(device).eval()

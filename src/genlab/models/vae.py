@@ -10,15 +10,15 @@ in nats per image (summed over pixels and latent dimensions, never averaged over
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.checkpoint import load_checkpoint
+from genlab.models.contract import ConfigError, ModelConfig, bounds, load_model, save_model
 from genlab.models.prior import sample_standard_normal
 
 KIND = "vae"
@@ -76,40 +76,31 @@ class VAELoss(NamedTuple):
 
 
 @dataclass
-class VAEConfig:
+class Config(ModelConfig):
     """Everything needed to rebuild a VAE; stored as a plain dict in its checkpoint."""
 
-    arch: Literal["conv", "mlp"] = "conv"
-    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W)
-    z_dim: int = 2
-    num_classes: int | None = None  # set: a conditional VAE on labels 0..num_classes-1
+    arch: Literal["conv", "mlp"] = "mlp"  # mlp: EECS598's; conv: the seed report's
+    image_shape: tuple[int, ...] = (1, 28, 28)  # (C, H, W)
+    z_dim: int = field(default=2, metadata=bounds(ge=1, le=4096))
+    num_classes: int | None = field(default=None, metadata=bounds(ge=2))  # set: conditional on labels 0..K-1
     likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    gaussian_std: float = 0.1  # the fixed decoder std of the gaussian likelihood, on [0, 1] pixels
-    hidden: int = 400  # mlp: width of each hidden layer (EECS598: 400)
-    conv_channels: tuple[int, int, int] = field(default=(64, 64, 128))  # conv: the report's 64->64->128
-    dense: int = 100  # conv: the report's Dense 100
+    gaussian_std: float = field(default=0.1, metadata=bounds(gt=0))  # the gaussian decoder's fixed std, on [0, 1] pixels
+    hidden: int = field(default=400, metadata=bounds(ge=1, le=16384))  # mlp: width of each hidden layer (EECS598: 400)
+    conv_channels: tuple[int, ...] = (64, 64, 128)  # conv: the report's 64 -> 64 -> 128
+    dense: int = field(default=100, metadata=bounds(ge=1))  # conv: the report's Dense 100
 
-    def __post_init__(self) -> None:
-        self.image_shape = tuple(int(v) for v in self.image_shape)  # type: ignore[assignment]
-        self.conv_channels = tuple(int(v) for v in self.conv_channels)  # type: ignore[assignment]
+    def check(self) -> None:
+        if len(self.image_shape) != 3:
+            raise ConfigError("image_shape", f"must be (C, H, W), got {self.image_shape}")
         c, h, w = self.image_shape
         if c not in (1, 3):
-            raise ValueError(f"vae: images must have 1 or 3 channels, got {c}")
-        if self.arch not in ("conv", "mlp"):
-            raise ValueError(f"vae.arch: must be one of 'conv', 'mlp', got {self.arch!r}")
+            raise ConfigError("image_shape", f"images must have 1 or 3 channels, got {c}")
         if self.arch == "conv" and (h != w or h % 4 or h < 8):
-            raise ValueError(
-                f"vae.arch: conv needs square images whose side is divisible by 4 (e.g. 28, 32, 64), "
-                f"got {h}x{w}; use arch: mlp for this size"
-            )
-        if self.num_classes is not None and self.num_classes < 2:
-            raise ValueError(f"vae.conditional: needs at least 2 classes, got {self.num_classes}")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["image_shape"] = list(self.image_shape)
-        d["conv_channels"] = list(self.conv_channels)
-        return d
+            raise ConfigError("arch", f"conv needs square images whose side is divisible by 4 (e.g. 28, 32, 64), "
+                                      f"got {h}x{w}; use arch: mlp for this size")
+        if len(self.conv_channels) != 3 or min(self.conv_channels) < 1:
+            raise ConfigError("conv_channels", f"must be three positive widths, got {list(self.conv_channels)}")
+        self.only_for("arch", {"hidden": ("mlp",), "conv_channels": ("conv",), "dense": ("conv",)})
 
 
 class VAE(nn.Module):
@@ -119,7 +110,7 @@ class VAE(nn.Module):
     `labels` (int64 (B,)) is required when conditional and ignored otherwise.
     """
 
-    def __init__(self, config: VAEConfig):
+    def __init__(self, config: Config):
         super().__init__()
         self.config = config
         self.z_dim = config.z_dim
@@ -244,15 +235,16 @@ class VAE(nn.Module):
         return self.decode(self.sample_latent(n, generator), labels)
 
 
-def build_vae(config: VAEConfig | dict) -> VAE:
-    if isinstance(config, dict):
-        config = VAEConfig(**config)
+def build(config: Config) -> VAE:
     return VAE(config)
 
 
-def load_vae(path: str | Path = "models/vae/checkpoint.pt", device: str | torch.device = "cpu") -> VAE:
+def save(path: str | Path, model: VAE, **extra: Any) -> Path:
+    """A self-describing checkpoint: config, weights and `extra` (epoch, step, metrics...)."""
+    return save_model(path, KIND, model.config, {"model": model}, **extra)
+
+
+def load(path: str | Path = "models/vae/checkpoint.pt", device: str | torch.device = "cpu") -> VAE:
     """Rebuild a trained VAE from its self-describing checkpoint alone, in eval mode."""
-    ckpt = load_checkpoint(path, KIND)
-    model = build_vae(ckpt["config"]["model"])
-    model.load_state_dict(ckpt["model"])
+    model, _ = load_model(path, KIND, Config, build, {"model": lambda m: m})
     return model.to(device).eval()

@@ -1,34 +1,35 @@
-"""Training loop of the CNN classifier, with the data resident in memory as tensors.
+"""The classifier step: cross-entropy on real images (+ outlier exposure), plugged into the shared loop.
 
 Images stay ``uint8`` on the device and are converted per batch; augmentation (small random
 shifts and rotations) is one batched ``affine_grid``/``grid_sample`` call, no per-sample Python.
+The test split is evaluated at each epoch end. Batch order, resume, precision, the NaN guard,
+history and timing are the loop's (:mod:`genlab.train.loop`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
-import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, field_validator
+from pydantic import Field, model_validator
 
-from genlab.models.classifier import Classifier, ClassifierConfig, classification_loss
-from genlab.params import StrictModel
-from genlab.runtime import log, progress
+from genlab.models import classifier as classifier_model
+from genlab.models.classifier import Classifier, classification_loss
+from genlab.params import StrictModel, config_error, model_section
+from genlab.runtime import log
+from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
-class ClassifierParams(StrictModel):
-    """The ``classifier`` section of params.yaml."""
+class _ClassifierTrainParams(StrictModel):
+    """The ``classifier`` section of params.yaml: these training keys plus the model's
+    (models/classifier.py Config: channels, convs_per_block, hidden, dropout)."""
 
-    channels: list[int] = Field(default_factory=lambda: [32, 64])
-    convs_per_block: int = Field(1, ge=1, le=4)
-    hidden: int = Field(128, gt=0)
-    dropout: float = Field(0.25, ge=0, lt=1)
     optimizer: Literal["adam", "sgd"] = "adam"
     lr: float = Field(3e-3, gt=0)
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
@@ -46,13 +47,36 @@ class ClassifierParams(StrictModel):
     outlier_exposure: float = Field(0.25, ge=0, le=1)
     outlier_weight: float = Field(0.5, ge=0)
     eval_batch_size: int = Field(1000, ge=1)
+    log_every: int = Field(50, ge=1)  # steps per history row (MLflow curves)
+    checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
 
-    @field_validator("channels")
-    @classmethod
-    def _positive_widths(cls, v: list[int]) -> list[int]:
-        if not v or any(c <= 0 for c in v):
-            raise ValueError(f"must be a non-empty list of positive conv widths, got {v}")
-        return v
+    @model_validator(mode="after")
+    def _model_keys_apply(self) -> "_ClassifierTrainParams":
+        """The model config's own checks, before any data is read (28 px images)."""
+        keys = set(MODEL_KEYS)
+        classifier_model.Config(**{k: v for k, v in self.model_dump().items() if k in keys})
+        return self
+
+    def model_config_for_data(self, in_channels: int, image_size: int, class_names: list[str]) -> classifier_model.Config:
+        """The model config for data of this shape; a value that does not fit is a ParamsError."""
+        keys = set(MODEL_KEYS)
+        try:
+            return classifier_model.Config(in_channels=in_channels, image_size=image_size, num_classes=len(class_names),
+                                           class_names=list(class_names),
+                                           **{k: v for k, v in self.model_dump().items() if k in keys})
+        except classifier_model.ConfigError as exc:
+            raise config_error(exc, "classifier", DATA_KEY_PATHS) from None
+
+
+_DATA_KEYS = ("in_channels", "image_size", "num_classes", "class_names")
+ClassifierParams = model_section("ClassifierParams", classifier_model.Config, _ClassifierTrainParams, exclude=_DATA_KEYS)
+MODEL_KEYS = tuple(k for k in ClassifierParams.model_fields if k not in _ClassifierTrainParams.model_fields)
+# must match to resume (everything that changes what is computed; epochs sets the schedule);
+# free: eval_batch_size, log_every, checkpoint_every
+RESUME_KEYS = MODEL_KEYS + ("optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "augment",
+                            "max_shift", "max_rotate", "label_smoothing", "outlier_exposure", "outlier_weight", "amp")
+DATA_KEY_PATHS = {"in_channels": "prepare_images.channels", "image_size": "prepare_images.image_size"}
 
 
 @dataclass
@@ -61,10 +85,10 @@ class ClassifierResult:
     history: list[dict[str, float]]  # one row per epoch: epoch, train/test loss and accuracy
     metrics: dict[str, float]  # classifier/... final numbers (deterministic on CPU)
     confusion: np.ndarray  # (K, K) counts, rows = true class, columns = predicted
-    optimizer_state: dict[str, Any]
     steps: int
     seconds: float  # wall time of training (not in `metrics`: it varies run to run)
     timing: dict[str, float] = field(default_factory=dict)
+    resumed_from_step: int = 0
 
 
 def random_affine(x: torch.Tensor, max_shift: float, max_rotate: float, generator: torch.Generator) -> torch.Tensor:
@@ -106,15 +130,9 @@ def _to_float(x: torch.Tensor) -> torch.Tensor:
     return x.float().div_(255).contiguous(memory_format=torch.channels_last)
 
 
-def _autocast(device: torch.device):
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 @torch.no_grad()
 def evaluate_split(
-    model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000
+    model: Classifier, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000, autocast: Any = None
 ) -> tuple[float, float, torch.Tensor]:
     """(mean loss, accuracy, predictions) of `model` on uint8 `images` (N, C, H, W)."""
     was_training = model.training
@@ -123,7 +141,7 @@ def evaluate_split(
     for i in range(0, len(images), batch_size):
         xb = _to_float(images[i : i + batch_size])
         yb = labels[i : i + batch_size]
-        with _autocast(images.device):
+        with autocast if autocast is not None else contextlib.nullcontext():
             logits = model(xb)
         total += F.cross_entropy(logits.float(), yb, reduction="sum").item()
         p = logits.argmax(1)
@@ -153,8 +171,59 @@ def _make_schedule(opt: torch.optim.Optimizer, p: ClassifierParams, total_steps:
     return None
 
 
+class ClassifierStep(StepModule):
+    def __init__(self, cfg: Any, model: Classifier, x_train: torch.Tensor, y_train: torch.Tensor,
+                 x_test: torch.Tensor, y_test: torch.Tensor, total_steps: int, seed: int):
+        self.cfg, self.model = cfg, model
+        self.x_train, self.y_train, self.x_test, self.y_test = x_train, y_train, x_test, y_test
+        self.opt = _make_optimizer(model, cfg)
+        sched = _make_schedule(self.opt, cfg, total_steps)
+        self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.schedulers = {"sched": sched} if sched is not None else {}
+        self.gen = torch.Generator().manual_seed(seed)  # augmentation and outlier images
+        self.test_preds: torch.Tensor | None = None
+
+    def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, device = self.cfg, self.x_train.device
+        xb = _to_float(self.x_train[idx])  # (B, C, H, W) uint8 -> float in [0, 1]
+        yb = self.y_train[idx]
+        if cfg.augment:
+            xb = random_affine(xb, cfg.max_shift, cfg.max_rotate, self.gen)
+        n_out = round(cfg.outlier_exposure * len(idx)) if cfg.outlier_weight > 0 else 0
+        if n_out:
+            _, c, h, w = xb.shape
+            noise = noise_images(n_out, c, h, w, self.gen).to(device)
+            xb = torch.cat([xb, noise.contiguous(memory_format=torch.channels_last)])  # (B + n_out, C, H, W)
+        with self.loop.autocast():
+            out = self.model(xb)
+        logits = out[: len(idx)]
+        ce = classification_loss(logits, yb, cfg.label_smoothing)
+        loss = ce + cfg.outlier_weight * outlier_loss(out[len(idx):]) if n_out else ce
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        if self.schedulers:
+            self.schedulers["sched"].step()
+        # the classification loss alone, comparable to test_loss
+        return {"loss": ce.detach(), "acc": (logits.detach().argmax(1) == yb).float().mean()}
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        train = self.loop.epoch_means
+        test_loss, test_acc, self.test_preds = evaluate_split(self.model, self.x_test, self.y_test,
+                                                              self.cfg.eval_batch_size, self.loop.autocast())
+        log(f"classifier epoch {epoch}/{self.cfg.epochs}: train loss {train['loss']:.4f} acc {train['acc']:.4f}"
+            f" | test loss {test_loss:.4f} acc {test_acc:.4f}")
+        return {"train_loss": train["loss"], "test_loss": test_loss, "train_acc": train["acc"], "test_acc": test_acc}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"gen": self.gen.get_state()}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.gen.set_state(state["gen"])
+
+
 def train_classifier(
-    params: ClassifierParams,
+    cfg: Any,
     train_images: np.ndarray,
     train_labels: np.ndarray,
     test_images: np.ndarray,
@@ -163,8 +232,11 @@ def train_classifier(
     class_names: list[str] | None = None,
     device: str | torch.device = "cpu",
     seed: int = 0,
+    resume_path: str | Path | None = None,
+    data_fingerprint: str = "",
 ) -> ClassifierResult:
-    """Train a :class:`Classifier` on uint8 (N, C, H, W) images; evaluate on the test split each epoch."""
+    """Train a :class:`Classifier` (`cfg`: a :data:`ClassifierParams`) on uint8 (N, C, H, W)
+    images; evaluate on the test split each epoch; resumable from `resume_path`."""
     device = torch.device(device)
     n, c, h, w = train_images.shape
     if h != w:
@@ -172,84 +244,37 @@ def train_classifier(
     if test_images.shape[1:] != train_images.shape[1:]:
         raise ValueError(f"classifier: test images {test_images.shape[1:]} differ from train images {train_images.shape[1:]}")
     num_classes = len(class_names) if class_names else int(max(train_labels.max(), test_labels.max())) + 1
-    config = ClassifierConfig(
-        in_channels=c, image_size=h, num_classes=num_classes, class_names=list(class_names or []),
-        channels=list(params.channels), convs_per_block=params.convs_per_block, hidden=params.hidden,
-        dropout=params.dropout,
+    mcfg = cfg.model_config_for_data(c, h, list(class_names or [str(i) for i in range(num_classes)]))
+    model = classifier_model.build(mcfg).to(device)
+    values = cfg.model_dump(mode="json")
+    loop_cfg = LoopConfig(
+        name="classifier", n_items=n, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, device=device,
+        amp=cfg.amp, drop_last=False, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        resume_path=resume_path, resume_key={k: values[k] for k in RESUME_KEYS}, data_fingerprint=data_fingerprint,
     )
-    torch.manual_seed(seed)
-    # channels_last: ~1.5x faster convolutions on CPU (measured), native layout for cuDNN
-    model = Classifier(config).to(device, memory_format=torch.channels_last)
-    opt = _make_optimizer(model, params)
-    steps_per_epoch = math.ceil(n / params.batch_size)
-    total_steps = steps_per_epoch * params.epochs
-    sched = _make_schedule(opt, params, total_steps)
-
     # data resident on the device as uint8 tensors, converted to float per batch
     x_train, x_test = _as_tensor(train_images, device), _as_tensor(test_images, device)
     y_train = _as_tensor(np.asarray(train_labels, dtype=np.int64), device)
     y_test = _as_tensor(np.asarray(test_labels, dtype=np.int64), device)
-    gen = torch.Generator().manual_seed(seed)
-
-    history: list[dict[str, float]] = []
-    step, t0 = 0, time.perf_counter()
-    bar = progress(total=total_steps, desc="train_classifier", unit="step")
-    for epoch in range(1, params.epochs + 1):
-        model.train()
-        perm = torch.randperm(n, generator=gen).to(device)
-        loss_sum, correct = 0.0, 0
-        for i in range(0, n, params.batch_size):
-            idx = perm[i : i + params.batch_size]
-            xb = _to_float(x_train[idx])  # (B, C, H, W) uint8 -> float in [0, 1]
-            yb = y_train[idx]
-            if params.augment:
-                xb = random_affine(xb, params.max_shift, params.max_rotate, gen)
-            n_out = round(params.outlier_exposure * len(idx)) if params.outlier_weight > 0 else 0
-            if n_out:
-                noise = noise_images(n_out, c, h, w, gen).to(device)
-                xb = torch.cat([xb, noise.contiguous(memory_format=torch.channels_last)])  # (B + n_out, C, H, W)
-            with _autocast(device):
-                out = model(xb)
-            logits = out[: len(idx)]
-            ce = classification_loss(logits, yb, params.label_smoothing)
-            loss = ce + params.outlier_weight * outlier_loss(out[len(idx):]) if n_out else ce
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            step += 1
-            loss_sum += ce.item() * len(idx)  # the classification loss alone, comparable to test_loss
-            correct += int((logits.argmax(1) == yb).sum())
-            bar.update(1)
-        test_loss, test_acc, test_preds = evaluate_split(model, x_test, y_test, params.eval_batch_size)
-        row = {
-            "epoch": epoch,
-            "train_loss": loss_sum / n,
-            "test_loss": test_loss,
-            "train_acc": correct / n,
-            "test_acc": test_acc,
-        }
-        history.append(row)
-        bar.set_postfix(test_acc=f"{test_acc:.4f}")
-        log(f"classifier epoch {epoch}/{params.epochs}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}"
-            f" | test loss {test_loss:.4f} acc {test_acc:.4f}")
-    bar.close()
-    seconds = time.perf_counter() - t0
+    trainer = ClassifierStep(cfg, model, x_train, y_train, x_test, y_test, loop_cfg.total_steps, seed)
+    res = Loop(loop_cfg, trainer).run()
     model.eval()
-
-    cm = confusion_matrix(y_test.cpu().numpy(), test_preds.cpu().numpy(), num_classes)
+    if trainer.test_preds is None:  # restored from a finished checkpoint: predict once more
+        _, _, trainer.test_preds = evaluate_split(model, x_test, y_test, cfg.eval_batch_size)
+    cm = confusion_matrix(y_test.cpu().numpy(), trainer.test_preds.cpu().numpy(), num_classes)
     per_class = cm.diagonal() / np.maximum(cm.sum(1), 1)
-    last = history[-1]
+    last = res.epoch_history[-1]
     metrics = {
         "classifier/test_acc": last["test_acc"],
         "classifier/test_loss": last["test_loss"],
         "classifier/train_acc": last["train_acc"],
         "classifier/train_loss": last["train_loss"],
         "classifier/worst_class_acc": float(per_class.min()),
-        "classifier/epochs": params.epochs,
-        "classifier/steps": step,
+        "classifier/epochs": cfg.epochs,
+        "classifier/steps": res.step,
         "classifier/n_params": sum(p.numel() for p in model.parameters()),
+        "classifier/bf16": int(res.bf16),
     }
-    timing = {"train_seconds": seconds, "images_per_s": n * params.epochs / seconds}
-    return ClassifierResult(model, history, metrics, cm, opt.state_dict(), step, seconds, timing)
+    seconds = res.train_seconds
+    timing = {"train_seconds": seconds, "images_per_s": n * cfg.epochs / seconds if seconds else 0.0}
+    return ClassifierResult(model, res.epoch_history, metrics, cm, res.step, seconds, timing, res.resumed_from_step)

@@ -25,8 +25,8 @@ from genlab.data.arrays import to_uint8
 from genlab.models import gan as gan_model
 from genlab.models.contract import ConfigError
 from genlab.models.gan import Discriminator, Generator, discriminator_accuracy, discriminator_loss, generator_loss
-from genlab.params import StrictModel, model_section
-from genlab.render.grids import make_grid, save_image
+from genlab.params import StrictModel, config_error, model_section
+from genlab.grids import make_grid, save_image
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
@@ -62,15 +62,21 @@ class _GanTrainParams(StrictModel):
     @model_validator(mode="after")
     def _model_keys_apply(self) -> "_GanTrainParams":
         """The model config's own checks, before any data is read (a size valid for the arch)."""
-        self.model_config_for_data(1, gan_model.SIZES[self.arch][0], 10 if self.conditional else None)  # type: ignore[attr-defined]
+        keys = set(MODEL_KEYS)
+        gan_model.Config(image_size=gan_model.SIZES[self.arch][0],  # type: ignore[attr-defined]
+                         **{k: v for k, v in self.model_dump().items() if k in keys})
         return self
 
     def model_config_for_data(self, channels: int, image_size: int, num_classes: int | None) -> gan_model.Config:
-        """The model config for data of this shape (raises ConfigError naming the model field)."""
+        """The model config for data of this shape; a value that does not fit is a ParamsError
+        naming the key path (``gan.arch``, ``prepare_images.image_size``)."""
         keys = set(MODEL_KEYS)
-        return gan_model.Config(channels=channels, image_size=image_size,
-                                num_classes=num_classes if self.conditional else None,
-                                **{k: v for k, v in self.model_dump().items() if k in keys})
+        try:
+            return gan_model.Config(channels=channels, image_size=image_size,
+                                    num_classes=num_classes if self.conditional else None,
+                                    **{k: v for k, v in self.model_dump().items() if k in keys})
+        except ConfigError as exc:
+            raise config_error(exc, "gan", DATA_KEY_PATHS) from None
 
 
 _DATA_KEYS = ("channels", "image_size", "num_classes")  # set from the data, not from params

@@ -188,6 +188,7 @@ class Loop:
         self.bf16 = resolve_bf16(cfg.amp, self.device)
         self.epoch = self.step_in_epoch = self.step = 0
         self.total_steps = cfg.total_steps
+        self.epoch_means: dict[str, float] = {}  # the step metrics' means over the epoch that just ended
         self.key = {"trainer": cfg.name, "config": cfg.resume_key, "seed": cfg.seed, "device": self.device.type,
                     "bf16": self.bf16, "data": cfg.data_fingerprint}
         trainer.loop = self
@@ -350,6 +351,7 @@ class Loop:
                 break
             self.epoch += 1
             self.step_in_epoch = 0
+            self.epoch_means = dict(zip(names, (epoch_sums / max(epoch_count, 1)).tolist()))
             with torch.random.fork_rng(devices=self._rng_devices()):
                 row = t.on_epoch_end(self.epoch)
             if row is not None:

@@ -1,59 +1,72 @@
-"""Training loop, resume and figures of the VAE stage.
+"""The VAE step: one Adam step on the beta-weighted negative ELBO, plugged into the shared loop.
 
-Data stay resident on the device as uint8 tensors; each epoch's batches come from a
-permutation drawn from a dedicated seeded generator, whose state (with every other RNG, the
-model and the optimizer) is saved after each epoch in the resume checkpoint. A run resumed
-from that checkpoint on CPU ends bit-identical to an uninterrupted one.
+Data stay resident on the device as uint8 tensors. At each epoch end the test negative ELBO
+(beta = 1) is measured with fixed noise, and reconstructions of fixed test images are drawn
+every ``recon_every`` epochs. Batch order, resume, precision, the NaN guard, history and
+timing are the loop's (:mod:`genlab.train.loop`).
 """
 
 from __future__ import annotations
 
-import math
-import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import matplotlib
+import numpy as np
+import torch
+from pydantic import Field, model_validator
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from pydantic import Field  # noqa: E402
+from genlab.models import vae as vae_model
+from genlab.models.vae import VAE
+from genlab.params import StrictModel, config_error, model_section
+from genlab.render.vae_figures import reconstruction_figure
+from genlab.runtime import log
+from genlab.train.loop import Loop, LoopConfig, StepModule, TrainingDiverged
 
-from genlab.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state  # noqa: E402
-from genlab.models.vae import KIND, VAE, VAEConfig, build_vae  # noqa: E402
-from genlab.params import StrictModel  # noqa: E402
-from genlab.runtime import log, progress, save_figure  # noqa: E402
+__all__ = ["VaeParams", "VaeData", "VaeRun", "TrainingDiverged", "train_vae", "evaluate"]
+
+N_RECON = 16  # fixed test images shown in each reconstruction figure
+EVAL_BATCH = 1000
 
 
-class VaeParams(StrictModel):
-    """The `vae` section of params.yaml."""
+class _VaeTrainParams(StrictModel):
+    """The `vae` section of params.yaml: these training keys plus the model's (models/vae.py Config)."""
 
-    arch: Literal["conv", "mlp"] = "mlp"  # conv: the seed report's; mlp: EECS598's
     conditional: bool = False  # one-hot label concatenated to encoder input and latent
-    z_dim: int = Field(2, ge=1, le=4096)  # 2 draws the manifold and the latent scatter
-    hidden: int = Field(400, ge=1, le=16384)  # mlp: width of each hidden layer
-    likelihood: Literal["bernoulli", "gaussian"] = "bernoulli"
-    gaussian_std: float = Field(0.1, gt=0)  # the decoder's fixed std for likelihood: gaussian
     beta: float = Field(1.0, ge=0)  # KL weight; 1 is the plain VAE
     lr: float = Field(1e-3, gt=0)  # Adam
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
     recon_every: int = Field(1, ge=1)  # reconstructions of fixed test images every N epochs
-    resume: bool = True  # continue from models/vae_resume/resume.pt when its config matches
+    log_every: int = Field(50, ge=1)  # steps per history row (MLflow curves)
+    checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
+
+    @model_validator(mode="after")
+    def _model_keys_apply(self) -> "_VaeTrainParams":
+        """The model config's own checks, before any data is read."""
+        keys = set(MODEL_KEYS)
+        vae_model.Config(**{k: v for k, v in self.model_dump().items() if k in keys})
+        return self
+
+    def model_config_for_data(self, image_shape: tuple[int, int, int], num_classes: int) -> vae_model.Config:
+        """The model config for data of this shape; a value that does not fit is a ParamsError
+        naming the key path."""
+        keys = set(MODEL_KEYS)
+        try:
+            return vae_model.Config(image_shape=tuple(image_shape), num_classes=num_classes if self.conditional else None,
+                                    **{k: v for k, v in self.model_dump().items() if k in keys})
+        except vae_model.ConfigError as exc:
+            raise config_error(exc, "vae", DATA_KEY_PATHS) from None
 
 
-# Keys that do not change the trajectory of training: a resume checkpoint written under other
-# values of these is still a valid prefix of this run.
-_NOT_IN_RESUME_KEY = {"epochs", "recon_every", "resume"}
-N_RECON = 16  # fixed test images shown in each reconstruction figure
-EVAL_BATCH = 1000
-
-
-class TrainingDiverged(RuntimeError):
-    """The loss became NaN or Inf; the message names the epoch and step."""
+VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, exclude=("image_shape", "num_classes"))
+MODEL_KEYS = tuple(k for k in VaeParams.model_fields if k not in _VaeTrainParams.model_fields)
+# must match to resume; free: epochs (a run may be extended), recon_every (figures only),
+# log_every and checkpoint_every (bookkeeping)
+RESUME_KEYS = MODEL_KEYS + ("conditional", "beta", "lr", "batch_size", "amp")
+DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "vae.conditional"}
 
 
 @dataclass
@@ -71,44 +84,21 @@ class VaeData:
 @dataclass
 class VaeRun:
     model: VAE
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # one row per epoch: train and test losses
+    steps: list[dict[str, Any]]  # a row every log_every steps
     metrics: dict[str, float]
-    checkpoint: dict[str, Any]
     figures: list[Path] = field(default_factory=list)
-    resumed_from: int = 0
+    resumed_from: int = 0  # step
     wall_s: float = 0.0
-
-
-def model_config(params: VaeParams, image_shape: tuple[int, int, int], num_classes: int) -> VAEConfig:
-    """The model part of the params (a ValueError names the key if the data does not fit)."""
-    return VAEConfig(
-        arch=params.arch,
-        image_shape=image_shape,
-        z_dim=params.z_dim,
-        num_classes=num_classes if params.conditional else None,
-        likelihood=params.likelihood,
-        gaussian_std=params.gaussian_std,
-        hidden=params.hidden,
-    )
-
-
-def resume_key(params: VaeParams, seed: int, fingerprint: str, device: torch.device) -> dict[str, Any]:
-    p = {k: v for k, v in params.model_dump(mode="json").items() if k not in _NOT_IN_RESUME_KEY}
-    return {"params": p, "seed": seed, "data": fingerprint, "device": device.type}
 
 
 def _to_unit(x_uint8: torch.Tensor) -> torch.Tensor:
     return x_uint8.float().div_(255.0)
 
 
-def _autocast(device: torch.device):
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
 @torch.no_grad()
-def evaluate(
-    model: VAE, images: torch.Tensor, labels: torch.Tensor, seed: int, batch: int = EVAL_BATCH
-) -> dict[str, float]:
+def evaluate(model: VAE, images: torch.Tensor, labels: torch.Tensor, seed: int, batch: int = EVAL_BATCH,
+             autocast: AbstractContextManager | None = None) -> dict[str, float]:
     """Test negative ELBO (beta = 1) and its parts, nats per image, one z per image drawn from a
     generator seeded by `seed` (the same noise at every evaluation; the global RNG is untouched)."""
     was_training = model.training
@@ -116,184 +106,16 @@ def evaluate(
     gen = torch.Generator(device="cpu").manual_seed(seed + 1)
     recon_sum = kl_sum = 0.0
     for i in range(0, images.shape[0], batch):
-        x = _to_unit(images[i : i + batch])
-        y = labels[i : i + batch]
+        x = _to_unit(images[i: i + batch])
+        y = labels[i: i + batch]
         eps = torch.randn(x.shape[0], model.z_dim, generator=gen).to(x.device)
-        with _autocast(x.device):
+        with autocast if autocast is not None else nullcontext():
             out = model.loss(x, y, 1.0, eps)
         recon_sum += out.recon.double().sum().item()
         kl_sum += out.kl.double().sum().item()
     model.train(was_training)
     n = images.shape[0]
     return {"recon": recon_sum / n, "kl": kl_sum / n, "loss": (recon_sum + kl_sum) / n}
-
-
-def _params_finite(model: torch.nn.Module) -> bool:
-    return all(torch.isfinite(p).all() for p in model.parameters())
-
-
-def _try_resume(path: Path, key: dict[str, Any], epochs: int) -> dict[str, Any] | None:
-    if not path.exists():
-        return None
-    try:
-        ckpt = load_checkpoint(path, KIND)
-    except CheckpointError as exc:
-        log(f"vae: cannot resume ({exc}); starting fresh")
-        return None
-    old = ckpt["config"].get("resume_key")
-    if old != key:
-        diff = _describe_diff(old or {}, key)
-        log(f"vae: {path} was trained under other settings ({diff}); starting fresh")
-        return None
-    if ckpt["epoch"] > epochs:
-        log(f"vae: {path} holds epoch {ckpt['epoch']} > vae.epochs={epochs}; starting fresh")
-        return None
-    return ckpt
-
-
-def _describe_diff(old: dict, new: dict) -> str:
-    parts = []
-    for k in sorted(set(old) | set(new)):
-        a, b = old.get(k), new.get(k)
-        if isinstance(a, dict) and isinstance(b, dict):
-            parts += [f"{k}.{kk}: {a.get(kk)!r} -> {b.get(kk)!r}" for kk in sorted(set(a) | set(b)) if a.get(kk) != b.get(kk)]
-        elif a != b:
-            parts.append(f"{k}: {a!r} -> {b!r}")
-    return ", ".join(parts[:4]) or "unreadable config"
-
-
-def train_vae(
-    params: VaeParams,
-    data: VaeData,
-    *,
-    seed: int,
-    device: torch.device | str = "cpu",
-    resume_path: str | Path | None = None,
-    reports_dir: str | Path | None = None,
-) -> VaeRun:
-    """Train a VAE on `data`; write the resume checkpoint after every epoch and reconstruction
-    figures every `params.recon_every` epochs. Raises :class:`TrainingDiverged` on a NaN/Inf
-    loss, leaving the last good resume checkpoint in place."""
-    device = torch.device(device)
-    start = time.perf_counter()
-    shape = tuple(int(v) for v in data.train_images.shape[1:])
-    mcfg = model_config(params, shape, data.num_classes)
-    torch.manual_seed(seed)
-    model = build_vae(mcfg).to(device)
-    opt = torch.optim.Adam(model.parameters(), lr=params.lr)
-    batch_gen = torch.Generator(device="cpu").manual_seed(seed)
-    key = resume_key(params, seed, data.fingerprint, device)
-    config = {"model": mcfg.to_dict(), "train": params.model_dump(mode="json"), "resume_key": key}
-
-    x_train = torch.from_numpy(np.ascontiguousarray(data.train_images)).to(device)
-    y_train = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64)).to(device)
-    x_test = torch.from_numpy(np.ascontiguousarray(data.test_images)).to(device)
-    y_test = torch.from_numpy(np.asarray(data.test_labels, dtype=np.int64)).to(device)
-    n = x_train.shape[0]
-    if n < 2:
-        raise ValueError("vae: needs at least 2 training images")
-
-    history: list[dict[str, Any]] = []
-    epoch = step = 0
-    resume_path = Path(resume_path) if resume_path else None
-    ckpt = _try_resume(resume_path, key, params.epochs) if (resume_path and params.resume) else None
-    if ckpt is not None:
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        batch_gen.set_state(ckpt["batch_rng"])
-        set_rng_state(ckpt["rng"])
-        epoch, step, history = ckpt["epoch"], ckpt["step"], list(ckpt["history"])
-        ckpt = {k: ckpt[k] for k in ("model", "optimizer", "epoch", "step", "rng", "batch_rng", "history")}
-        ckpt["config"] = config  # same resume key; epochs/recon_every may differ
-        log(f"vae: resuming from {resume_path} at epoch {epoch}/{params.epochs}")
-    resumed_from = epoch
-
-    reports_dir = Path(reports_dir) if reports_dir else None
-    figures: list[Path] = []
-    recon_idx = fixed_test_indices(data.test_labels, N_RECON, seed)
-    last = ckpt
-    steps_per_epoch = math.ceil(n / params.batch_size)
-    model.train()
-    while epoch < params.epochs:
-        epoch += 1
-        perm = torch.randperm(n, generator=batch_gen).to(device)
-        recon_sum = torch.zeros((), dtype=torch.float64, device=device)
-        kl_sum = torch.zeros((), dtype=torch.float64, device=device)
-        seen = 0
-        bar = progress(range(steps_per_epoch), desc=f"vae epoch {epoch}/{params.epochs}", unit="batch")
-        for b in bar:
-            idx = perm[b * params.batch_size : (b + 1) * params.batch_size]
-            if idx.numel() < 2 and seen:  # BatchNorm needs 2 images; a lone last image is skipped
-                continue
-            x = _to_unit(x_train[idx])
-            y = y_train[idx]
-            step += 1
-            with _autocast(device):
-                out = model.loss(x, y, params.beta)
-            if not torch.isfinite(out.loss):
-                where = f"epoch {epoch}, step {step} (batch {b + 1}/{steps_per_epoch} of the epoch)"
-                kept = (f"the last good checkpoint ({resume_path}, epoch {last['epoch']}) is kept"
-                        if last is not None else "no checkpoint had been written yet")
-                raise TrainingDiverged(
-                    f"vae: the loss became {out.loss.item()} at {where}; {kept}. "
-                    f"Lower vae.lr (now {params.lr:g}) or check the data."
-                )
-            opt.zero_grad(set_to_none=True)
-            out.loss.backward()
-            opt.step()
-            recon_sum += out.recon.detach().double().sum()
-            kl_sum += out.kl.detach().double().sum()
-            seen += idx.numel()
-        if not _params_finite(model):
-            raise TrainingDiverged(
-                f"vae: the weights became NaN/Inf at epoch {epoch}, step {step}; "
-                + (f"the last good checkpoint ({resume_path}, epoch {last['epoch']}) is kept"
-                   if last is not None else "no checkpoint had been written yet")
-            )
-        train_recon, train_kl = recon_sum.item() / seen, kl_sum.item() / seen
-        test = evaluate(model, x_test, y_test, seed)
-        row = {
-            "epoch": epoch,
-            "step": step,
-            "train_loss": train_recon + train_kl,
-            "train_recon": train_recon,
-            "train_kl": train_kl,
-            "test_loss": test["loss"],
-            "test_recon": test["recon"],
-            "test_kl": test["kl"],
-        }
-        history.append(row)
-        log(f"vae epoch {epoch}: train -ELBO {row['train_loss']:.2f} (recon {train_recon:.2f}, KL {train_kl:.2f}); "
-            f"test -ELBO {test['loss']:.2f} (recon {test['recon']:.2f}, KL {test['kl']:.2f}) nats/image")
-        last = {
-            "config": config,
-            "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "rng": rng_state(),
-            "batch_rng": batch_gen.get_state(),
-            "history": history,
-        }
-        if resume_path is not None:
-            save_checkpoint(resume_path, kind=KIND, **last)
-        if reports_dir is not None and (epoch % params.recon_every == 0 or epoch == params.epochs):
-            figures.append(plot_reconstructions(model, x_test[recon_idx], y_test[recon_idx],
-                                                reports_dir / f"recon_epoch{epoch:03d}.png", f"epoch {epoch}"))
-
-    if last is None:  # nothing left to train and nothing to resume from cannot happen (epochs >= 1)
-        raise RuntimeError("vae: no epoch was trained")
-    model.eval()
-    final = history[-1]
-    metrics = {
-        "vae/test_loss": final["test_loss"],
-        "vae/test_recon": final["test_recon"],
-        "vae/test_kl": final["test_kl"],
-        "vae/train_loss": final["train_loss"],
-        "vae/epochs": final["epoch"],
-    }
-    last = {**last, "metrics": metrics}
-    return VaeRun(model, history, metrics, last, figures, resumed_from, time.perf_counter() - start)
 
 
 def fixed_test_indices(labels: np.ndarray, n: int, seed: int) -> torch.Tensor:
@@ -310,118 +132,96 @@ def fixed_test_indices(labels: np.ndarray, n: int, seed: int) -> torch.Tensor:
     return torch.tensor(out, dtype=torch.long)
 
 
-# ----------------------------------------------------------------------------- figures
-
-
-def _grid(images: torch.Tensor, nrow: int) -> np.ndarray:
-    """float (N, C, H, W) in [0, 1] -> (rows*H', nrow*W', C) for imshow, 1 px padding."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=1, pad_value=1.0)
-    return grid.permute(1, 2, 0).numpy()  # (C, H', W') -> (H', W', C)
-
-
-def _show(ax, img: np.ndarray) -> None:
-    ax.imshow(img[..., 0] if img.shape[-1] == 1 or np.allclose(img[..., 0], img[..., 1]) else img,
-              cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
-
-
 @torch.no_grad()
-def plot_reconstructions(model: VAE, x_uint8: torch.Tensor, labels: torch.Tensor, path: Path, title: str) -> Path:
-    """Top row: fixed test images; bottom row: the decoded posterior means (z = mu)."""
+def reconstruct(model: VAE, x_uint8: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Decoded posterior means (z = mu) of `x_uint8`, float (N, C, H, W) in [0, 1], on the CPU."""
     was_training = model.training
     model.eval()
     x = _to_unit(x_uint8)
     mu, _ = model.encode(x, labels)
-    recon = model.decode(mu, labels)
+    out = model.decode(mu, labels).float().cpu()
     model.train(was_training)
-    fig, ax = plt.subplots(figsize=(max(4, x.shape[0] * 0.5), 1.4))
-    _show(ax, _grid(torch.cat([x, recon]), nrow=x.shape[0]))
-    ax.set_title(f"VAE reconstructions, {title} (top: test images, bottom: decoded means)", fontsize=8)
-    return save_figure(fig, path, dpi=120)
-
-
-@torch.no_grad()
-def plot_manifold(model: VAE, path: Path, steps: int = 20, label: int | None = None) -> Path:
-    """Decode a steps x steps grid of z over the prior's quantiles 0.05..0.95 (z_dim 2)."""
-    device = next(model.parameters()).device
-    q = torch.linspace(0.05, 0.95, steps, dtype=torch.float64)
-    vals = torch.distributions.Normal(0.0, 1.0).icdf(q).float()  # prior quantiles
-    z1, z2 = torch.meshgrid(vals, vals.flip(0), indexing="xy")  # z2 grows upwards
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1).to(device)  # (steps^2, 2)
-    labels = None if not model.conditional else torch.full((z.shape[0],), label or 0, device=device)
-    images = model.decode(z, labels)
-    fig, ax = plt.subplots(figsize=(8, 8))
-    _show(ax, _grid(images, nrow=steps))
-    extra = f", class {label or 0}" if model.conditional else ""
-    ax.set_title(f"VAE manifold: decoded z over N(0,1) quantiles 0.05..0.95{extra}", fontsize=9)
-    return save_figure(fig, path, dpi=120)
-
-
-@torch.no_grad()
-def plot_latent_scatter(model: VAE, x_uint8: torch.Tensor, labels: torch.Tensor, path: Path,
-                        class_names: list[str] | None = None, max_points: int = 5000) -> Path:
-    """Encoded posterior means of test images (z_dim 2), coloured by label."""
-    model.eval()
-    mus = []
-    for i in range(0, min(max_points, x_uint8.shape[0]), EVAL_BATCH):
-        mu, _ = model.encode(_to_unit(x_uint8[i : min(i + EVAL_BATCH, max_points)]),
-                             labels[i : min(i + EVAL_BATCH, max_points)])
-        mus.append(mu.float().cpu())
-    mu = torch.cat(mus).numpy()
-    lab = labels[: mu.shape[0]].cpu().numpy()
-    fig, ax = plt.subplots(figsize=(7, 6))
-    sc = ax.scatter(mu[:, 0], mu[:, 1], c=lab, cmap="tab10", s=3, alpha=0.7,
-                    vmin=-0.5, vmax=max(9, int(lab.max())) + 0.5)
-    cbar = fig.colorbar(sc, ax=ax, ticks=sorted(set(lab.tolist())))
-    if class_names:
-        cbar.ax.set_yticklabels([class_names[i] if i < len(class_names) else str(i) for i in sorted(set(lab.tolist()))])
-    ax.set_xlabel("z[0] (posterior mean)")
-    ax.set_ylabel("z[1] (posterior mean)")
-    ax.set_title(f"VAE latent space: {mu.shape[0]} encoded test images")
-    return save_figure(fig, path, dpi=120)
-
-
-@torch.no_grad()
-def plot_class_grid(model: VAE, path: Path, seed: int, n_noise: int = 8) -> Path:
-    """Conditional VAE: one row per class, one column per fixed noise vector."""
-    device = next(model.parameters()).device
-    k = model.num_classes
-    z = model.sample_latent(n_noise, torch.Generator(device="cpu").manual_seed(seed + 2))  # (n_noise, Z)
-    z = z.repeat(k, 1)  # (k*n_noise, Z), the same noise in every row
-    labels = torch.arange(k, device=device).repeat_interleave(n_noise)
-    fig, ax = plt.subplots(figsize=(n_noise * 0.6, k * 0.6))
-    _show(ax, _grid(model.decode(z, labels), nrow=n_noise))
-    ax.set_title("conditional VAE: rows = classes, columns = fixed noise", fontsize=8)
-    return save_figure(fig, path, dpi=120)
-
-
-@torch.no_grad()
-def plot_samples(model: VAE, path: Path, seed: int, n: int = 64) -> Path:
-    """Decoded prior samples from fixed noise (balanced labels when conditional)."""
-    device = next(model.parameters()).device
-    z = model.sample_latent(n, torch.Generator(device="cpu").manual_seed(seed + 3))
-    labels = torch.arange(n, device=device) % model.num_classes if model.conditional else None
-    fig, ax = plt.subplots(figsize=(6, 6))
-    _show(ax, _grid(model.decode(z, labels), nrow=int(math.sqrt(n))))
-    ax.set_title("VAE samples from the prior (fixed noise)", fontsize=9)
-    return save_figure(fig, path, dpi=120)
-
-
-def write_figures(model: VAE, data: VaeData, reports_dir: str | Path, seed: int,
-                  class_names: list[str] | None = None) -> list[Path]:
-    """The end-of-training figures: samples; with z_dim 2 the manifold and latent scatter;
-    conditional: the class x noise grid."""
-    reports_dir = Path(reports_dir)
-    model.eval()
-    device = next(model.parameters()).device
-    out = [plot_samples(model, reports_dir / "samples.png", seed)]
-    if model.z_dim == 2:
-        x = torch.from_numpy(np.ascontiguousarray(data.test_images)).to(device)
-        y = torch.from_numpy(np.asarray(data.test_labels, dtype=np.int64)).to(device)
-        out.append(plot_manifold(model, reports_dir / "manifold.png"))
-        out.append(plot_latent_scatter(model, x, y, reports_dir / "latent_scatter.png", class_names))
-    if model.conditional:
-        out.append(plot_class_grid(model, reports_dir / "class_grid.png", seed))
     return out
+
+
+class VaeStep(StepModule):
+    def __init__(self, cfg: Any, model: VAE, data: VaeData, device: torch.device, seed: int,
+                 reports_dir: Path | None):
+        self.cfg, self.model, self.seed, self.reports_dir = cfg, model, seed, reports_dir
+        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.x_train = torch.from_numpy(np.ascontiguousarray(data.train_images)).to(device)
+        self.y_train = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64)).to(device)
+        self.x_test = torch.from_numpy(np.ascontiguousarray(data.test_images)).to(device)
+        self.y_test = torch.from_numpy(np.asarray(data.test_labels, dtype=np.int64)).to(device)
+        self.recon_idx = fixed_test_indices(data.test_labels, N_RECON, seed).to(device)
+        self.figures: list[Path] = []
+        self.recons: list[tuple[int, torch.Tensor]] = []  # (epoch, decoded means of the fixed test images)
+
+    def _draw(self, epoch: int, recon: torch.Tensor) -> None:
+        if self.reports_dir is not None:
+            x = _to_unit(self.x_test[self.recon_idx])
+            self.figures.append(reconstruction_figure(x, recon, self.reports_dir / f"recon_epoch{epoch:03d}.png",
+                                                      f"epoch {epoch}"))
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"recon_epochs": [e for e, _ in self.recons], "recons": [r for _, r in self.recons]}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        """Restore the reconstructions so far and draw them again (DVC removed their figures)."""
+        self.recons = [(int(e), r.cpu()) for e, r in zip(state["recon_epochs"], state["recons"])]
+        for e, r in self.recons:
+            self._draw(e, r)
+
+    def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        x, y = _to_unit(self.x_train[idx]), self.y_train[idx]
+        with self.loop.autocast():
+            out = self.model.loss(x, y, self.cfg.beta)
+        self.opt.zero_grad(set_to_none=True)
+        out.loss.backward()
+        self.opt.step()
+        return {"loss": out.recon.detach().mean() + out.kl.detach().mean(),  # -ELBO (beta = 1), nats/image
+                "recon": out.recon.detach().mean(), "kl": out.kl.detach().mean()}
+
+    def on_epoch_end(self, epoch: int) -> dict[str, float]:
+        train = self.loop.epoch_means
+        test = evaluate(self.model, self.x_test, self.y_test, self.seed, autocast=self.loop.autocast())
+        log(f"vae epoch {epoch}: train -ELBO {train['loss']:.2f} (recon {train['recon']:.2f}, KL {train['kl']:.2f}); "
+            f"test -ELBO {test['loss']:.2f} (recon {test['recon']:.2f}, KL {test['kl']:.2f}) nats/image")
+        if epoch % self.cfg.recon_every == 0 or epoch == self.cfg.epochs:
+            self.recons.append((epoch, reconstruct(self.model, self.x_test[self.recon_idx], self.y_test[self.recon_idx])))
+            self._draw(*self.recons[-1])
+        return {"train_loss": train["loss"], "train_recon": train["recon"], "train_kl": train["kl"],
+                "test_loss": test["loss"], "test_recon": test["recon"], "test_kl": test["kl"]}
+
+
+def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str = "cpu",
+              resume_path: str | Path | None = None, reports_dir: str | Path | None = None) -> VaeRun:
+    """Train a VAE (`cfg`: a :data:`VaeParams`) on `data`. Raises :class:`TrainingDiverged` on a
+    NaN/Inf loss, leaving the last good resume checkpoint in place."""
+    device = torch.device(device)
+    if data.train_images.shape[0] < 2:
+        raise ValueError("vae: needs at least 2 training images")
+    shape = tuple(int(v) for v in data.train_images.shape[1:])
+    model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
+    trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None)
+    values = cfg.model_dump(mode="json")
+    loop = Loop(LoopConfig(
+        name="vae", n_items=data.train_images.shape[0], batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed,
+        device=device, amp=cfg.amp, drop_last=True, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
+        resume_path=resume_path, resume_key={k: values[k] for k in RESUME_KEYS}, data_fingerprint=data.fingerprint,
+    ), trainer)
+    res = loop.run()
+    model.eval()
+    final = res.epoch_history[-1]
+    metrics = {
+        "vae/test_loss": final["test_loss"],
+        "vae/test_recon": final["test_recon"],
+        "vae/test_kl": final["test_kl"],
+        "vae/train_loss": final["train_loss"],
+        "vae/epochs": final["epoch"],
+        "vae/steps": res.step,
+        "vae/bf16": int(res.bf16),
+    }
+    return VaeRun(model, res.epoch_history, res.history, metrics, trainer.figures, res.resumed_from_step,
+                  res.train_seconds)
