@@ -16,7 +16,7 @@ class SourceUnavailable(RuntimeError):
     offline alternatives."""
 
 
-OFFLINE_IMAGES = "synthetic-digits (embedded), idx:<dir> (e.g. idx:/usr/share/datasets/fashion-mnist), folder:<dir>"
+OFFLINE_IMAGES = "synthetic-digits (embedded), synthetic-rgb (embedded), idx:<dir> (e.g. idx:/usr/share/datasets/fashion-mnist), folder:<dir>"
 OFFLINE_TEXT = "pydoc (embedded), path:<file> (e.g. path:../shared/data/tinyshakespeare.txt)"
 
 

@@ -3,6 +3,8 @@
 Sources (the ``prepare_images.source`` key):
 
 * ``synthetic-digits``: MNIST-like digits rendered from matplotlib's fonts (offline default).
+* ``synthetic-rgb``: the same digits in colour on coloured, textured backgrounds (SVHN-like).
+* ``lsun:<dir>``: a local LSUN folder of ``<category>_<split>_lmdb`` databases (needs ``lmdb``).
 * ``mnist``, ``fashion-mnist``, ``kmnist``, ``cifar10``, ``svhn``, ``celeba``: torchvision
   downloads into ``root`` (torchvision verifies their md5 checksums).
 * ``idx:<dir>``: local IDX files named as MNIST's (``train-images-idx3-ubyte[.gz]`` ...).
@@ -33,8 +35,8 @@ from genlab.params import StrictModel
 from genlab.runtime import log, save_figure, sha256_file, write_json, write_npy
 
 TORCHVISION_SOURCES = ("mnist", "fashion-mnist", "kmnist", "cifar10", "svhn", "celeba")
-NAMED_SOURCES = ("synthetic-digits", *TORCHVISION_SOURCES)
-PREFIX_SOURCES = ("idx:", "folder:")
+NAMED_SOURCES = ("synthetic-digits", "synthetic-rgb", *TORCHVISION_SOURCES)
+PREFIX_SOURCES = ("idx:", "folder:", "lsun:")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm")
 
 FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
@@ -55,9 +57,9 @@ class PrepareImagesParams(StrictModel):
     image_size: int = Field(28, ge=8, le=512)
     channels: Literal[1, 3] = 1
     limit: int | None = Field(None, gt=0)   # first N train and max(1, N // 6) test images
-    n_train: int = Field(60000, gt=0)       # synthetic-digits only
-    n_test: int = Field(10000, gt=0)        # synthetic-digits only
-    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # folder:<dir> only
+    n_train: int = Field(60000, gt=0)       # synthetic-digits / synthetic-rgb only
+    n_test: int = Field(10000, gt=0)        # synthetic-digits / synthetic-rgb only
+    test_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # folder:<dir> (and lsun:<dir> without *_val_lmdb) only
     root: str = "~/.cache/genlab/downloads"  # torchvision download cache
 
     @field_validator("source")
@@ -72,7 +74,7 @@ class PrepareImagesParams(StrictModel):
                 return v
         # a custom error type keeps pydantic's "Value error, " prefix out of the one-line message
         raise PydanticCustomError(
-            "source", f"unknown image source; allowed: {', '.join(NAMED_SOURCES)}, idx:<dir>, folder:<dir>")
+            "source", f"unknown image source; allowed: {', '.join(NAMED_SOURCES)}, idx:<dir>, folder:<dir>, lsun:<dir>")
 
 
 @dataclass
@@ -275,6 +277,14 @@ def load_source(cfg: PrepareImagesParams, seed: int) -> ImageSet:
     src = cfg.source
     if src == "synthetic-digits":
         return load_synthetic(cfg, seed)
+    if src == "synthetic-rgb":
+        from genlab.data.synthetic_rgb import load_synthetic_rgb
+
+        return load_synthetic_rgb(cfg, seed)
+    if src.startswith("lsun:"):
+        from genlab.data.lsun import load_lsun
+
+        return load_lsun(Path(src[5:]).expanduser(), cfg, seed)
     if src.startswith("idx:"):
         return load_idx(Path(src[4:]).expanduser())
     if src.startswith("folder:"):
