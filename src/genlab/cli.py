@@ -16,6 +16,7 @@ COMMANDS: dict[str, str] = {
     "text": "genlab.text_cli",
     "sample": "genlab.render.cli_sample",
     "traverse": "genlab.render.cli_traverse",
+    "serve": "genlab.serve.cli",
 }
 
 

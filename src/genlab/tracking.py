@@ -139,21 +139,50 @@ class StageRun:
                 self.client.set_tag(self.run_id, k, str(v))
 
     def log_model(self, model: Any, name: str = "model") -> None:
-        """Log a torch module as an MLflow PyTorch model (no requirement inference: offline, fast)."""
+        """Log a model under `name`, in a form that runs no pickle when loaded.
+
+        A checkpoint path (``models/gan/checkpoint.pt``) becomes an MLflow pyfunc model whose
+        code is genlab's and whose only artifact is that checkpoint (see
+        :mod:`genlab.serve.pyfunc`): servable with ``mlflow models serve``. A torch module
+        (the old call, kept for now) is logged as its state dict alone (``<name>/state_dict.pt``,
+        loadable with ``torch.load(weights_only=True)``) since nothing rebuilds it without its
+        checkpoint; pass the checkpoint path to get a servable model.
+        """
         if not self.active:
             return
-        import mlflow
-        import mlflow.pytorch
+        with _activate(self.uri, self.run_id), _quiet_artifact_progress():
+            if isinstance(model, (str, os.PathLike)):
+                from genlab.serve.pyfunc import log_checkpoint_model
 
-        with _activate(self.uri, self.run_id):
-            # pickle format: MLflow 3 defaults to torch.export ("pt2"), which needs an input
-            # example per model; the genlab classes are importable wherever the model is loaded
-            kwargs = dict(pip_requirements=["torch", "genlab"], serialization_format="pickle")
-            try:
-                mlflow.pytorch.log_model(model, name=name, **kwargs)
-            except TypeError:  # mlflow < 3: no serialization_format, and artifact_path for name
-                kwargs.pop("serialization_format")
-                mlflow.pytorch.log_model(model, artifact_path=name, **kwargs)
+                log_checkpoint_model(model, name)
+                return
+            import tempfile
+
+            import torch
+
+            if not isinstance(model, torch.nn.Module):
+                raise TypeError(f"models[{name!r}]: expected a checkpoint path or a torch module, got {type(model).__name__}")
+            log(f"note: models[{name!r}] is a torch module: logged as a state dict only; pass its checkpoint "
+                f"path to log_stage to log a servable MLflow model")
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "state_dict.pt"
+                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
+                self.client.log_artifact(self.run_id, str(path), name)
+
+
+@contextlib.contextmanager
+def _quiet_artifact_progress() -> Iterator[None]:
+    """MLflow draws a progress bar per artifact it copies while logging a model: noise in stage logs."""
+    key = "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"
+    old = os.environ.get(key)
+    os.environ[key] = "false"
+    try:
+        yield
+    finally:
+        if old is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = old
 
 
 @contextlib.contextmanager
@@ -272,8 +301,10 @@ def log_stage(
     `params` is the stage's validated config (a pydantic model or a dict), logged flattened
     (``lr``, ``disc.dropout``) beside ``seed`` and ``device``; `history` maps a
     curve name to rows with a ``step`` key (the rows of `plots/<stage>/<name>.tsv`); `models`
-    maps an artifact name to a torch module; `parent_artifacts` go to the pipeline's parent
-    run (the run report). Never raises: a tracking failure is a warning.
+    maps an artifact name to the model's checkpoint path (``{"generator":
+    "models/gan/checkpoint.pt"}``), logged as an MLflow pyfunc model (see
+    :meth:`StageRun.log_model`); `parent_artifacts` go to the pipeline's parent run (the run
+    report). Never raises: a tracking failure is a warning.
     """
     if hasattr(params, "model_dump"):
         params = params.model_dump(mode="json")

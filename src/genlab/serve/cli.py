@@ -1,0 +1,98 @@
+"""`genlab serve`: a web page and JSON API over the trained generators.
+
+    genlab serve                                   # models/gan and models/vae, http://127.0.0.1:8000
+    genlab serve --model-uri runs:/<run id>/generator --model-uri models:/genlab-vae/1
+
+Ctrl-C stops it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+HELP = "serve a web page and JSON API to sample the trained generators: genlab serve --port 8000"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--models", default="models", help="folder holding gan/checkpoint.pt and vae/checkpoint.pt (default models)")
+    p.add_argument("--model-uri", action="append", default=[], metavar="URI",
+                   help="serve an MLflow model logged by genlab instead (runs:/<id>/generator, models:/<name>/<version>); repeatable")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+
+
+def load_services(models_dir: str | Path, model_uris: list[str], device: str = "cpu") -> tuple[dict, str]:
+    """(name -> GeneratorService, a description of the source); a clear error when there is none."""
+    from genlab.runtime import resolve_device
+    from genlab.serve.generator import find_generators
+
+    dev = resolve_device(device)
+    if model_uris:
+        services = {}
+        for uri in model_uris:
+            svc = load_uri(uri, dev)
+            svc.name = _unique(svc.name, services)
+            services[svc.name] = svc
+        return services, ", ".join(model_uris)
+    services = find_generators(models_dir, dev)
+    if not services:
+        raise FileNotFoundError(
+            f"no trained generator in {models_dir}/ (looked for {models_dir}/gan/checkpoint.pt and "
+            f"{models_dir}/vae/checkpoint.pt): train one with `dvc repro train_gan` or pass --model-uri")
+    return services, f"{models_dir}/"
+
+
+def load_uri(uri: str, device: object = "cpu"):
+    """The generator behind a genlab MLflow model URI (no pickle: see genlab.serve.pyfunc)."""
+    import mlflow
+
+    from genlab.tracking import tracking_uri
+
+    mlflow.set_tracking_uri(tracking_uri())
+    try:
+        model = mlflow.pyfunc.load_model(uri)
+    except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
+        raise RuntimeError(f"cannot load MLflow model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    inner = model.unwrap_python_model()
+    service = getattr(inner, "service", None)
+    if service is None:
+        raise ValueError(f"{uri} is not a genlab generator model (a GAN or VAE logged by train_gan/train_vae)")
+    service.source = uri
+    service.name = _name_from_uri(uri) or service.name
+    if str(device) != "cpu":
+        service.model = service.model.to(device)
+        service.device = device
+    return service
+
+
+def _name_from_uri(uri: str) -> str:
+    parts = [p for p in uri.split(":", 1)[-1].split("/") if p]
+    if uri.startswith("models:/") and len(parts) >= 2 and (parts[-1].isdigit() or parts[-1].startswith("@")):
+        return parts[-2]
+    return parts[-1] if parts else ""
+
+
+def _unique(name: str, taken: dict) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name}-{i}", i + 1
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from genlab.serve.app import create_app
+
+    services, source = load_services(args.models, args.model_uri, args.device)
+    app = create_app(services, source)
+    names = ", ".join(f"{n} ({s.kind})" for n, s in services.items())
+    print(f"genlab serve: http://{args.host}:{args.port}/ serving {names} from {source}; Ctrl-C stops",
+          file=sys.stderr, flush=True)
+    # uvicorn handles Ctrl-C itself: it stops accepting, finishes open requests and returns
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    print("genlab serve: stopped", file=sys.stderr, flush=True)
+    return 0
