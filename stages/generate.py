@@ -1,24 +1,27 @@
-"""Stage generate: N samples from each trained generator, as uint8 .npy plus a grid figure."""
+"""Stage generate: N samples from each trained generator, as uint8 .npy plus a grid figure
+(library: genlab.generate.generate_all)."""
 
 from pathlib import Path
 
 from genlab.generate import GENERATORS, GenerateParams, default_checkpoint, generate_all
-from genlab.params import load_params_or_exit
 from genlab.runtime import resolve_device, seed_everything, write_json
+from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import log_stage
 
+OUT, REPORTS = Path("data/generated"), Path("reports/generate")
 
-def main() -> None:
-    common, cfg = load_params_or_exit("generate", GenerateParams)
+
+def main() -> int:
+    common, cfg = load_stage_params("generate", GenerateParams)
     seed_everything(common.seed)
     device = resolve_device(common.device)
-    out_dir, report_dir = Path("data/generated"), Path("reports/generate")
-    stats = generate_all(cfg, seed=common.seed, device=device, out_dir=out_dir, report_dir=report_dir,
+    stats = generate_all(cfg, seed=common.seed, device=device, out_dir=OUT, report_dir=REPORTS,
                          models={name: default_checkpoint(name) for name in GENERATORS})
-    write_json(out_dir / "meta.json", {"n_samples": cfg.n_samples, "seed": common.seed, "models": list(GENERATORS)})
+    write_json(OUT / "meta.json", {"n_samples": cfg.n_samples, "seed": common.seed, "models": list(GENERATORS)})
     log_stage("generate", common, cfg, metrics=stats, tags={"device": device.type},
-              artifacts=sorted(report_dir.glob("*.png")))
+              artifacts=sorted(REPORTS.glob("*.png")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_stage(main))

@@ -1,22 +1,21 @@
-"""Stage prepare_images: an image source -> data/images (uint8 N,C,H,W + labels + meta.json)."""
+"""Stage prepare_images: an image source -> data/images (uint8 N,C,H,W + labels + meta.json)
+(library: genlab.data.images.prepare_images)."""
 
-from genlab.data.download import SourceUnavailable
-from genlab.data.images import ImageSourceError, PrepareImagesParams, data_metrics, prepare_images
-from genlab.params import load_params_or_exit
+from genlab.data.images import PrepareImagesParams, data_metrics, prepare_images
 from genlab.runtime import log, seed_everything, write_json
+from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
 
 OUT = "data/images"
 REPORTS = "reports/data"
 METRICS = "metrics/data.json"
 
-if __name__ == "__main__":
-    common, cfg = load_params_or_exit("prepare_images", PrepareImagesParams)
+
+def main() -> int:
+    common, cfg = load_stage_params("prepare_images", PrepareImagesParams)
     seed_everything(common.seed)
-    try:
-        meta = prepare_images(cfg, OUT, seed=common.seed, reports_dir=REPORTS)
-    except (SourceUnavailable, ImageSourceError) as exc:
-        raise SystemExit(f"error: prepare_images: {exc}") from None
+    # SourceUnavailable (RuntimeError) and ImageSourceError (ValueError): one line, exit 1
+    meta = prepare_images(cfg, OUT, seed=common.seed, reports_dir=REPORTS)
     metrics = data_metrics(meta)
     write_json(METRICS, metrics)
     log(f"prepare_images: {cfg.source} train {meta['shape']['train']} test {meta['shape']['test']}, "
@@ -27,3 +26,8 @@ if __name__ == "__main__":
         artifacts=[f"{OUT}/meta.json", f"{REPORTS}/samples.png"],
         tags={"data_sha256": data_fingerprint(f"{OUT}/meta.json")},
     )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(run_stage(main))

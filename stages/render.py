@@ -1,38 +1,28 @@
-"""Stage render: latent traversals (grid + GIF) for GAN and VAE, and the GAN vs VAE figure."""
+"""Stage render: latent traversals (grid + GIF) for GAN and VAE, the VAE manifold, and the GAN
+vs VAE figure (library: genlab.render.figures.render_all)."""
 
 from pathlib import Path
 
-import numpy as np
-
-from genlab.data.arrays import load_split
-from genlab.generate import GENERATORS, default_checkpoint, load_generator
-from genlab.params import load_params_or_exit
-from genlab.render.figures import RenderParams, comparison_figure, render_traversal
+from genlab.generate import GENERATORS, default_checkpoint
+from genlab.render.figures import RenderParams, render_all
 from genlab.runtime import resolve_device, seed_everything, write_json
+from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import log_stage
-from genlab.train.vae import plot_manifold
+
+OUT = Path("reports/render")
 
 
-def main() -> None:
-    common, cfg = load_params_or_exit("render", RenderParams)
+def main() -> int:
+    common, cfg = load_stage_params("render", RenderParams)
     seed_everything(common.seed)
     device = resolve_device(common.device)
-    out = Path("reports/render")
-    test_images, test_labels = load_split("data/images", "test")
-    stats = {}
-    for name in GENERATORS:
-        model = load_generator(name, default_checkpoint(name), device)
-        encoded = name == "vae"  # the VAE walks between encoded test images, the GAN between prior draws
-        stats.update(render_traversal(name, model, cfg, seed=common.seed, device=device, out_dir=out,
-                                      real=test_images if encoded else None,
-                                      real_labels=test_labels if encoded else None))
-        if name == "vae" and model.z_dim == 2:  # the 2-D manifold, collected beside the traversals
-            plot_manifold(model, out / "vae_manifold.png")
-    samples = {name: np.load(Path("data/generated") / f"{name}.npy") for name in GENERATORS}
-    comparison_figure(samples, out / "gan_vs_vae.png", cfg.compare_n)
+    stats = render_all(cfg, seed=common.seed, device=device, out_dir=OUT, data_dir=Path("data/images"),
+                       models={name: default_checkpoint(name) for name in GENERATORS},
+                       samples={name: Path("data/generated") / f"{name}.npy" for name in GENERATORS})
     write_json("metrics/render.json", stats)
-    log_stage("render", common, cfg, metrics=stats, tags={"device": device.type}, artifacts=sorted(out.glob("*")))
+    log_stage("render", common, cfg, metrics=stats, tags={"device": device.type}, artifacts=sorted(OUT.glob("*")))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(run_stage(main))

@@ -11,7 +11,7 @@ from PIL import Image
 
 from genlab.generate import balanced_labels, generate_samples
 from genlab.render.figures import RenderParams, render_traversal
-from genlab.render.grids import make_grid, save_gif, save_grid
+from genlab.grids import make_grid, save_gif, save_grid
 from genlab.render.report import build_report, markdown_to_html
 from genlab.render.traversal import lerp, path_labels, slerp, traversal_path
 
@@ -107,7 +107,90 @@ def test_render_traversal_writes_grid_and_gif(tmp_path):
     assert stats["render/vae/traversal_images"] == 3 + 2 * 4
     assert Image.open(tmp_path / "vae_traversal.gif").n_frames == 11
     # one row per segment: 5 columns of (8 px + 1 pad)
-    assert Image.open(tmp_path / "vae_traversal.png").size == (5 * 9 + 1, 3 * 9 + 1)
+    grid = np.asarray(Image.open(tmp_path / "vae_traversal.png"))
+    assert grid.shape == (3 * 9 + 1, 5 * 9 + 1)
+    # the points the VAE walks through are encoded test images: each row starts at one (the
+    # last row is the last point), and each equals the decoded encoding of a distinct real image
+    with torch.no_grad():
+        mu, _ = model.encode(torch.from_numpy(real).float() / 255.0)
+        decoded = (model.decode(mu).clamp(0, 1) * 255).round().to(torch.uint8).numpy()[:, 0]
+    chosen = []
+    for row in range(3):
+        cell = grid[1 + row * 9 : 9 + row * 9, 1:9]
+        matches = [j for j in range(len(real)) if np.array_equal(decoded[j], cell)]
+        assert matches, f"traversal point {row} is not a decoded test image"
+        chosen.append(matches[0])
+    assert len(set(chosen)) == 3
+    # frames of the GIF are the same images, in path order: first and last are the end points
+    gif = Image.open(tmp_path / "vae_traversal.gif")
+    gif.seek(0)
+    first = np.asarray(gif.convert("L"))[::4, ::4]
+    assert np.array_equal(first, decoded[chosen[0]])
+
+
+class ToyVAE(ToyDecoder):
+    """A 2-D latent space (for the manifold and the scatter); encode: the mean of each image half."""
+
+    conditional = False
+
+    def __init__(self):
+        super().__init__(z_dim=2)
+
+    def encode(self, x, labels=None):
+        flat = x.flatten(1)
+        mu = torch.stack([flat[:, :32].mean(1), flat[:, 32:].mean(1)], 1) * 4 - 2
+        return mu, torch.zeros_like(mu)
+
+
+def test_manifold_png_is_the_decoded_prior_quantile_grid(tmp_path):
+    from genlab.render.vae_figures import plot_manifold
+
+    model = ToyVAE()
+    steps = 4
+    plot_manifold(model, tmp_path / "m.png", steps=steps, scale=2)
+    png = np.asarray(Image.open(tmp_path / "m.png"))[::2, ::2]  # undo the x2 nearest-neighbour upscale
+    assert png.shape == (steps * 9 + 1, steps * 9 + 1)
+    q = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, steps, dtype=torch.float64)).float()
+    for r in range(steps):
+        for c in range(steps):
+            z = torch.stack([q[c], q[steps - 1 - r]])[None]  # z[0] grows rightwards, z[1] upwards
+            with torch.no_grad():
+                want = (model.decode(z).clamp(0, 1) * 255).round().to(torch.uint8).numpy()[0, 0]
+            assert np.array_equal(png[1 + r * 9 : 9 + r * 9, 1 + c * 9 : 9 + c * 9], want), (r, c)
+    assert (png[0] == 255).all() and (png[:, 0] == 255).all()  # padding
+
+
+def test_latent_scatter_plots_the_encoded_test_images(tmp_path):
+    from genlab.render import vae_figures
+    from genlab.runtime import save_figure
+
+    model = ToyVAE()
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.integers(0, 256, (30, 1, 8, 8), dtype=np.uint8))
+    y = torch.from_numpy(rng.integers(0, 10, 30))
+    mu = vae_figures.encoded_means(model, x, y, max_points=25)
+    with torch.no_grad():
+        want, _ = model.encode(x[:25].float() / 255.0)
+    np.testing.assert_allclose(mu, want.numpy(), rtol=1e-6)
+    fig = vae_figures.latent_scatter_figure(mu, y[:25].numpy())
+    points = fig.axes[0].collections[0]
+    np.testing.assert_allclose(points.get_offsets(), mu, rtol=1e-6)
+    assert points.get_array().tolist() == y[:25].tolist()
+    # the PNG the stage writes is exactly that figure
+    vae_figures.plot_latent_scatter(model, x, y, tmp_path / "a.png", max_points=25)
+    save_figure(fig, tmp_path / "b.png", dpi=120)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    vae_figures.plot_latent_scatter(model, x, y, tmp_path / "c.png", max_points=20)
+    assert (tmp_path / "c.png").read_bytes() != (tmp_path / "b.png").read_bytes()
+
+
+def test_manifold_needs_a_2d_latent_space(tmp_path):
+    from genlab.render.vae_figures import plot_manifold
+
+    model = ToyDecoder(z_dim=4)
+    model.conditional = False
+    with pytest.raises(ValueError, match="z_dim 4"):
+        plot_manifold(model, tmp_path / "m.png")
 
 
 def test_report_lists_figures_texts_and_metrics(tmp_path):

@@ -23,7 +23,7 @@ def load_generator(name: str, path: str | Path, device: torch.device | str = "cp
     if name == "gan":
         from genlab.models.gan import load_generator as load
     elif name == "vae":
-        from genlab.models.vae import load_vae as load
+        from genlab.models.vae import load
     else:
         raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
     return load(path, device=device)
@@ -82,7 +82,7 @@ class GenerateParams(StrictModel):
 def generate_all(cfg: GenerateParams, *, seed: int, device: torch.device, out_dir: Path,
                  report_dir: Path, models: dict[str, Path]) -> dict[str, float]:
     """Write `<name>.npy` (+ `<name>_labels.npy` when conditional) and a grid per generator."""
-    from genlab.render.grids import save_grid
+    from genlab.grids import save_grid
     from genlab.runtime import write_npy
 
     stats: dict[str, float] = {}

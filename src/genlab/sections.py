@@ -17,7 +17,7 @@ SECTIONS: dict[str, str] = {
     "gan": "genlab.train.gan:GanParams",
     "vae": "genlab.train.vae:VaeParams",
     "generate": "genlab.generate:GenerateParams",
-    "evaluate": "genlab.judge:EvaluateParams",
+    "evaluate": "genlab.evaluate.judge:EvaluateParams",
     "render": "genlab.render.figures:RenderParams",
     "report": "genlab.render.report:ReportParams",
 }

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     from genlab.data.arrays import load_images
     from genlab.evaluate.metrics import check_for_classifier, evaluate_images, predict
-    from genlab.models.classifier import load_classifier
+    from genlab.models.classifier import load as load_classifier
     from genlab.runtime import resolve_device, write_json
 
     for name in ("batch_size", "kid_subset_size", "kid_subsets"):

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from genlab.data.arrays import ImageArrayError, check_images
-from genlab.models.classifier import Classifier, load_classifier
+from genlab.models.classifier import Classifier, load as load_classifier
 
 CONFIDENT = 0.9  # max-softmax threshold of `frac_confident`
 

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from genlab.generate import generate_samples, load_generator
-    from genlab.render.grids import save_grid
+    from genlab.grids import save_grid
     from genlab.runtime import resolve_device, write_npy
 
     if args.n < 1:

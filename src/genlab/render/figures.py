@@ -1,4 +1,5 @@
-"""The `render` stage: latent traversals (grid + GIF) for each generator, and GAN vs VAE."""
+"""The `render` stage's library: latent traversals (grid + GIF) for each generator, the VAE's
+2-D manifold, and GAN vs VAE side by side (:func:`render_all`)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import torch  # noqa: E402
 from pydantic import Field  # noqa: E402
 
 from genlab.params import StrictModel  # noqa: E402
-from genlab.render.grids import make_grid, save_gif, save_grid  # noqa: E402
+from genlab.grids import make_grid, save_gif, save_grid  # noqa: E402
 from genlab.render.traversal import decode_path, path_labels, traversal_path  # noqa: E402
 from genlab.runtime import save_figure  # noqa: E402
 
@@ -73,3 +74,28 @@ def comparison_figure(samples: dict[str, np.ndarray], path: Path, n: int) -> Pat
         ax.axis("off")
     fig.suptitle("GAN vs VAE (random samples from the prior, same seed for both)")
     return save_figure(fig, path, dpi=120)
+
+
+def render_all(cfg: RenderParams, *, seed: int, device: Any, out_dir: Path, models: dict[str, Path],
+               samples: dict[str, Path], data_dir: Path) -> dict[str, float]:
+    """The `render` stage: a traversal (grid + GIF) per generator, the VAE's 2-D manifold when
+    its latent space is 2-D, and the side-by-side figure of the generated `samples`.
+
+    The VAE walks between encoded test images of `data_dir`, the GAN between prior draws.
+    """
+    from genlab.data.arrays import load_split
+    from genlab.generate import load_generator
+    from genlab.render.vae_figures import plot_manifold
+
+    test_images, test_labels = load_split(data_dir, "test")
+    stats: dict[str, float] = {}
+    for name, path in models.items():
+        model = load_generator(name, path, device)
+        encoded = name == "vae"
+        stats.update(render_traversal(name, model, cfg, seed=seed, device=device, out_dir=out_dir,
+                                      real=test_images if encoded else None,
+                                      real_labels=test_labels if encoded else None))
+        if name == "vae" and model.z_dim == 2:  # the 2-D manifold, collected beside the traversals
+            plot_manifold(model, out_dir / "vae_manifold.png")
+    comparison_figure({name: np.load(path) for name, path in samples.items()}, out_dir / "gan_vs_vae.png", cfg.compare_n)
+    return stats

@@ -1,5 +1,5 @@
-"""The `evaluate` stage: judge every generator's samples, and a real held-out split, with the
-classifier (see `genlab.evaluate` for the metrics themselves)."""
+"""The `evaluate` stage's library: judge every generator's samples, and a real held-out split,
+with the classifier (the metrics themselves: :mod:`genlab.evaluate.metrics`)."""
 
 from __future__ import annotations
 
@@ -30,9 +30,9 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     histogram and 30-labelled-samples figures of each row to `report_dir`.
     """
     from genlab.data.arrays import load_images, load_meta, load_split
-    from genlab.evaluate import evaluate_images, predict
+    from genlab.evaluate.metrics import evaluate_images, predict
     from genlab.evaluate.figures import plot_class_histogram, plot_labelled_samples
-    from genlab.models.classifier import load_classifier
+    from genlab.models.classifier import load as load_classifier
 
     test_images, _ = load_split(data_dir, "test")
     train_images, _ = load_split(data_dir, "train")

@@ -1,0 +1,145 @@
+"""dvc.yaml lists every src/genlab module each stage imports (genlab.pipeline_deps), and the
+library's imports point down the layers only."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+from genlab.pipeline_deps import check, import_closure, imported_modules, write
+
+
+def test_dvc_yaml_lists_every_stage_import_closure():
+    diffs = check(ROOT)
+    assert not diffs, "\n".join(line for d in diffs for line in d.lines()) + "\nfix: python -m genlab.pipeline_deps --write"
+
+
+def _copy_repo(tmp_path: Path) -> Path:
+    """dvc.yaml, stages/ and src/genlab of this checkout, for editing without touching it."""
+    shutil.copy(ROOT / "dvc.yaml", tmp_path / "dvc.yaml")
+    shutil.copytree(ROOT / "stages", tmp_path / "stages")
+    shutil.copytree(ROOT / "src" / "genlab", tmp_path / "src" / "genlab", ignore=shutil.ignore_patterns("__pycache__"))
+    return tmp_path
+
+
+def test_a_removed_dep_fails_the_check_and_write_restores_it(tmp_path):
+    repo = _copy_repo(tmp_path)
+    original = (repo / "dvc.yaml").read_text()
+    stages = yaml.safe_load(original)["stages"]
+    victim = next(d for d in stages["render"]["deps"] if d.startswith("src/genlab/") and d.endswith("traversal.py"))
+    lines = original.splitlines(keepends=True)
+    start = next(i for i, line in enumerate(lines) if line.startswith("  render:"))
+    drop = next(i for i in range(start, len(lines)) if lines[i].strip() == f"- {victim}")
+    (repo / "dvc.yaml").write_text("".join(lines[:drop] + lines[drop + 1:]))
+
+    diffs = check(repo)
+    assert [(d.stage, d.missing, d.stale) for d in diffs] == [("render", [victim], [])]
+    proc = subprocess.run([sys.executable, "-m", "genlab.pipeline_deps", "--check", "--root", str(repo)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert f"dvc.yaml: stages.render.deps: missing {victim} (imported by the stage)" in proc.stderr
+
+    assert write(repo) == ["render"]
+    assert (repo / "dvc.yaml").read_text() == original  # comments, order and data deps kept
+    assert check(repo) == []
+
+
+def test_a_new_import_needs_a_new_dep(tmp_path):
+    """A stage that starts importing a module (here: a new one) fails the check until --write."""
+    repo = _copy_repo(tmp_path)
+    (repo / "src/genlab/render/extra_figure.py").write_text("X = 1\n")
+    script = repo / "stages/report.py"
+    script.write_text(script.read_text().replace("from pathlib import Path", "from pathlib import Path\n\nfrom genlab.render import extra_figure  # noqa: F401"))
+    assert [(d.stage, d.missing) for d in check(repo)] == [("report", ["src/genlab/render/extra_figure.py"])]
+    write(repo)
+    report_deps = yaml.safe_load((repo / "dvc.yaml").read_text())["stages"]["report"]["deps"]
+    assert "src/genlab/render/extra_figure.py" in report_deps and "reports/render" in report_deps
+    assert check(repo) == []
+
+
+def _package(tmp_path: Path, files: dict[str, str]) -> Path:
+    for rel, text in files.items():
+        path = tmp_path / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return tmp_path
+
+
+def test_closure_follows_submodules_relative_and_lazy_imports_and_inits(tmp_path):
+    root = _package(tmp_path, {
+        "src/genlab/__init__.py": "",
+        "src/genlab/a/__init__.py": "",
+        "src/genlab/a/b.py": "from . import c\nfrom .sub import d\n",
+        "src/genlab/a/c.py": "import numpy\n",
+        "src/genlab/a/sub/__init__.py": "from genlab.a.sub.e import E\n",
+        "src/genlab/a/sub/d.py": "def f():\n    from genlab import lazy  # runs when f does\n",
+        "src/genlab/a/sub/e.py": "E = 1\n",
+        "src/genlab/lazy.py": "",
+        "src/genlab/unused.py": "",
+        "stages/s.py": "from genlab.a import b\nfrom genlab.a.c import numpy as np\n",
+    })
+    rel = sorted(p.relative_to(root).as_posix() for p in import_closure(root, root / "stages/s.py"))
+    assert rel == ["src/genlab/__init__.py", "src/genlab/a/__init__.py", "src/genlab/a/b.py", "src/genlab/a/c.py",
+                   "src/genlab/a/sub/__init__.py", "src/genlab/a/sub/d.py", "src/genlab/a/sub/e.py", "src/genlab/lazy.py"]
+    # `from genlab.a.c import numpy`: numpy is a name in c, not a module of genlab
+    assert imported_modules(root, root / "src/genlab/a/c.py") == set()
+
+
+# --- layers ------------------------------------------------------------------------------------
+# genlab's top-level parts, bottom to top. A module may import its own part and parts below it,
+# never above: the base never imports a model, models never import training or rendering,
+# rendering never imports training, and no library module imports a stage script.
+LAYERS = [
+    {"runtime", "params", "checkpoint", "sampling", "tracking", "grids", "stage"},
+    {"data"},
+    {"models", "char_rnn_numpy"},
+    {"generate"},
+    {"render", "evaluate"},
+    {"train"},
+    {"sections", "check_params", "text_cli", "cli", "serve", "study", "pipeline_deps"},
+]
+
+
+def _part(module: str) -> str:
+    return module.split(".")[1] if module.count(".") else ""
+
+
+def _rank(part: str) -> int | None:
+    return next((i for i, layer in enumerate(LAYERS) if part in layer), None)
+
+
+def test_library_imports_point_down_the_layers():
+    pkg = ROOT / "src" / "genlab"
+    upward, unranked = [], set()
+    for path in sorted(pkg.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT / "src").with_suffix("").parts).removesuffix(".__init__")
+        src = _part(module)
+        if not src:
+            continue
+        if _rank(src) is None:
+            unranked.add(src)
+            continue
+        text = path.read_text()
+        assert "import stages" not in text and "from stages" not in text, f"{module} imports a stage script"
+        for target in imported_modules(ROOT, path):
+            dst = _part(target)
+            if not dst or dst == src:
+                continue
+            if _rank(dst) is None:
+                unranked.add(dst)
+            elif _rank(dst) > _rank(src):
+                upward.append(f"{module} imports {target}")
+    assert not unranked, f"add these parts of genlab to LAYERS in tests/test_deps.py: {sorted(unranked)}"
+    assert not upward, "imports up the layers:\n" + "\n".join(upward)
+
+
+@pytest.mark.parametrize(("src", "dst"), [("generate", "render"), ("render", "train"), ("models", "train"), ("data", "models")])
+def test_layer_rule_forbids(src, dst):
+    assert _rank(dst) > _rank(src)
