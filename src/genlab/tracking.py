@@ -25,6 +25,14 @@ from genlab.runtime import log, repo_root
 
 PIPELINE_TAG = "genlab.pipeline"
 STAGE_TAG = "genlab.stage"
+# `genlab study run` names each DVC experiment `<study>--<candidate>` (genlab.study)
+STUDY_TAG, CANDIDATE_TAG, STUDY_SEPARATOR = "genlab.study", "genlab.candidate", "--"
+
+
+def study_tags(exp_name: str | None) -> dict[str, str]:
+    """The study and candidate tags of a study's experiment (by its name), so the MLflow UI can filter them."""
+    study, sep, candidate = (exp_name or "").partition(STUDY_SEPARATOR)
+    return {STUDY_TAG: study, CANDIDATE_TAG: candidate} if sep and study and candidate else {}
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
@@ -236,6 +244,7 @@ def stage_run(
         base_tags = {
             "git_commit": git_commit(root),
             "dvc_experiment": os.environ.get("DVC_EXP_NAME", "workspace"),
+            **study_tags(os.environ.get("DVC_EXP_NAME")),
         }
         parent_id = _find_or_create_parent(client, exp_id, key, name, base_tags)
         child = client.create_run(
