@@ -34,6 +34,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 PACKAGE = "genlab"
+# Imports not followed, each with the reason. `genlab.tracking` (which every stage imports)
+# reaches the MLflow pyfunc code only to log a trained model to MLflow: it writes nothing DVC
+# tracks, and following it would make every stage, prepare_images included, depend on every
+# model, the generators and the server.
+NOT_FOLLOWED = {("genlab.tracking", "genlab.serve.pyfunc"), ("genlab.tracking", "genlab.serve")}
 SRC = "src"  # the package lives in <root>/src/genlab
 WHOLE_PACKAGE = {"check_params": f"{SRC}/{PACKAGE}"}
 _CMD = re.compile(r"^python3?\s+(stages/[\w./-]+\.py)\b")
@@ -91,13 +96,25 @@ def imported_modules(root: Path, path: Path) -> set[str]:
     return found
 
 
+def module_name(root: Path, path: Path) -> str | None:
+    """``<root>/src/genlab/a/b.py`` -> ``genlab.a.b`` (``__init__`` -> the package); None outside src."""
+    try:
+        rel = path.resolve().relative_to((root / SRC).resolve()).with_suffix("")
+    except ValueError:
+        return None
+    parts = rel.parts[:-1] if rel.name == "__init__" else rel.parts
+    return ".".join(parts)
+
+
 def import_closure(root: Path, script: Path) -> set[Path]:
-    """Every ``src/genlab`` file `script` can import, directly or through other modules."""
+    """Every ``src/genlab`` file `script` can import, directly or through other modules
+    (except the edges in :data:`NOT_FOLLOWED`)."""
     todo, seen, files = [script], set(), set()
     while todo:
         path = todo.pop()
+        importer = module_name(root, path)
         for module in imported_modules(root, path):
-            if module in seen:
+            if module in seen or (importer, module) in NOT_FOLLOWED:
                 continue
             seen.add(module)
             file = module_file(root, module)
