@@ -1,0 +1,152 @@
+"""Grad-CAM and guided backprop on constructed discriminators whose answers are known, and
+guided backprop against Captum's as an oracle on a ReLU network."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from genlab.interpret.saliency import GuidedActivation, grad_cam, guided_backprop, guided_grad_cam, guided_model
+
+
+class HalfD(nn.Module):
+    """A discriminator that sees only one half of its 32x32 input (the rest is multiplied by
+    0 before the first conv); convs without bias, so activations are exactly 0 wherever the
+    receptive field lies in the hidden half."""
+
+    def __init__(self, keep: str, channels: int = 1):
+        super().__init__()
+        mask = torch.zeros(1, 1, 32, 32)
+        if keep == "left":
+            mask[..., :16] = 1
+        else:  # top
+            mask[..., :16, :] = 1
+        self.register_buffer("mask", mask)
+        self.main = nn.Sequential(
+            nn.Conv2d(channels, 8, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True),   # (B, C, 32, 32) -> (B, 8, 16, 16)
+            nn.Conv2d(8, 16, 4, 2, 1, bias=False), nn.BatchNorm2d(16), nn.LeakyReLU(0.2, True),  # -> (B, 16, 8, 8)
+        )
+        self.head = nn.Linear(16 * 8 * 8, 1)
+        torch.manual_seed(0)
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.normal_(m.weight, 0, 0.2)
+        # BatchNorm with zero shift keeps exact zeros exact
+        self.eval()
+
+    def forward(self, x):
+        return self.head(self.main(x * self.mask).flatten(1)).squeeze(1)
+
+
+@pytest.mark.parametrize("keep", ["left", "top"])
+def test_grad_cam_puts_no_heat_where_d_cannot_look(keep):
+    d = HalfD(keep)
+    x = torch.rand(6, 1, 32, 32) * 2 - 1
+    heats = {t: grad_cam(d, x, t) for t in ("real", "fake")}
+    for t, heat in heats.items():
+        assert heat.shape == (6, 1, 32, 32) and heat.min() >= 0
+        # the last conv's 8x8 map: columns/rows 5..7 see only hidden pixels (receptive field
+        # of conv2 cell j spans input px 4j-6..4j+5); bilinear upsampling keeps them 0 from px 22 on
+        hidden = heat[..., 22:] if keep == "left" else heat[..., 22:, :]
+        assert hidden.abs().max() == 0, t
+    # something is lit on the visible side for at least one target
+    seen = sum(h[..., :16].sum() if keep == "left" else h[..., :16, :].sum() for h in heats.values())
+    assert seen > 0
+
+
+def test_grad_cam_fake_is_real_of_the_negated_logit():
+    d = HalfD("left")
+    neg = HalfD("left")
+    neg.load_state_dict(d.state_dict())
+    with torch.no_grad():
+        neg.head.weight.neg_()
+        neg.head.bias.neg_()
+    x = torch.rand(4, 1, 32, 32) * 2 - 1
+    torch.testing.assert_close(grad_cam(d, x, "fake"), grad_cam(neg, x, "real"))
+
+
+def test_grad_cam_leaves_the_model_unchanged():
+    d = HalfD("left")
+    before = {k: v.clone() for k, v in d.state_dict().items()}
+    grad_cam(d, torch.rand(2, 1, 32, 32), "real")
+    guided_backprop(d, torch.rand(2, 1, 32, 32), "real")
+    assert all(torch.equal(before[k], v) for k, v in d.state_dict().items())
+    assert any(isinstance(m, nn.LeakyReLU) and m.inplace for m in d.modules())
+
+
+def _relu_net() -> nn.Module:
+    torch.manual_seed(1)
+    return nn.Sequential(
+        nn.Conv2d(3, 6, 3, 1, 1), nn.ReLU(),        # (B, 3, 12, 12) -> (B, 6, 12, 12)
+        nn.Conv2d(6, 8, 3, 2, 1), nn.ReLU(),        # -> (B, 8, 6, 6)
+        nn.Flatten(), nn.Linear(8 * 36, 16), nn.ReLU(), nn.Linear(16, 1), nn.Flatten(0),  # -> (B,)
+    ).eval()
+
+
+def test_guided_backprop_equals_captum_on_a_relu_network():
+    from captum.attr import GuidedBackprop
+
+    net = _relu_net()
+    x = torch.randn(5, 3, 12, 12)
+    ours = guided_backprop(net, x, "real")
+    oracle = GuidedBackprop(net).attribute(x.clone().requires_grad_(True), target=None)
+    torch.testing.assert_close(ours, oracle.detach(), rtol=1e-5, atol=1e-7)
+    # and it is not the plain gradient (the guidance changed something)
+    xg = x.clone().requires_grad_(True)
+    (plain,) = torch.autograd.grad(net(xg).sum(), xg)
+    assert not torch.allclose(ours, plain)
+
+
+@pytest.mark.parametrize("slope", [0.0, 0.2])
+def test_guided_gradients_respect_the_masks(slope):
+    """At every activation, the gradient passed down is >= 0; for ReLU it is 0 wherever the
+    forward input was <= 0, for LeakyReLU it is `slope` x the positive upstream gradient there."""
+    net = _relu_net()
+    if slope:
+        for i, m in enumerate(net):
+            if isinstance(m, nn.ReLU):
+                net[i] = nn.LeakyReLU(slope)
+    g = guided_model(net)
+    seen = []
+
+    def keep(module, inputs, output):
+        inputs[0].retain_grad()
+        output.retain_grad()
+        seen.append((inputs[0], output))
+
+    for m in g.modules():
+        if isinstance(m, GuidedActivation):
+            m.register_forward_hook(keep)
+    x = torch.randn(4, 3, 12, 12, requires_grad=True)
+    g(x).sum().backward()
+    assert len(seen) == 3
+    for inp, out in seen:
+        gin, gout = inp.grad, out.grad
+        assert (gin >= 0).all()
+        pos = inp > 0
+        torch.testing.assert_close(gin[pos], gout[pos].clamp(min=0))
+        torch.testing.assert_close(gin[~pos], slope * gout[~pos].clamp(min=0))
+
+
+def test_guided_grad_cam_is_zero_where_grad_cam_is():
+    d = HalfD("left")
+    x = torch.rand(3, 1, 32, 32) * 2 - 1
+    ggc = guided_grad_cam(d, x, "real")
+    assert ggc.shape == x.shape
+    assert ggc[..., 22:].abs().max() == 0
+    assert np.isfinite(ggc.numpy()).all()
+
+
+def test_saliency_on_rgb_and_figure(tmp_path):
+    from genlab.interpret.saliency import saliency_figure, saliency_maps
+
+    d = HalfD("left", channels=3)
+    x = torch.rand(3, 3, 32, 32) * 2 - 1
+    maps = saliency_maps(d, x)
+    assert list(maps) == ["Grad-CAM real", "guided BP real", "guided Grad-CAM real",
+                          "Grad-CAM fake", "guided BP fake", "guided Grad-CAM fake"]
+    assert maps["guided BP real"].shape == (3, 3, 32, 32) and maps["Grad-CAM fake"].shape == (3, 1, 32, 32)
+    path = saliency_figure(((x + 1) / 2).numpy(), np.array([0.1, 0.5, 0.9]), maps, tmp_path / "s.png", "test")
+    assert path.stat().st_size > 1000
