@@ -8,6 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from mlflow.tracking import MlflowClient
@@ -148,16 +149,38 @@ def test_manual_stage_runs_get_their_own_parent(tmp_path):
     assert all(p.info.run_name.startswith("manual") for p in parents)
 
 
-def test_models_are_logged_as_mlflow_pytorch_models(tmp_path):
-    import mlflow.pytorch
+def test_models_are_logged_as_servable_pyfunc_models_without_pickle(tmp_path, monkeypatch, capsys):
+    """The classifier and char-RNN checkpoints become pyfunc models that load with pickle off
+    (the generators: tests/test_serve_mlflow.py); a bare module is refused with a warning."""
+    import mlflow.pyfunc
+    import pandas as pd
     import torch
+    from serve_helpers import make_checkpoints
 
+    from genlab.serve.generator import encode_png
+
+    monkeypatch.chdir(tmp_path)  # the sqlite store puts artifacts in ./mlruns
+    monkeypatch.setenv("MLFLOW_ALLOW_PICKLE_DESERIALIZATION", "false")
     uri = os.environ["MLFLOW_TRACKING_URI"]
+    ckpts = make_checkpoints(tmp_path / "models")
     common = CommonParams.model_validate({"tracking": {"experiment": "model-test", "log_models": True}})
-    net = torch.nn.Linear(3, 2)
-    log_stage("train_toy", common, {"k": 1}, models={"model": net})
+    log_stage("train_toy", common, {"k": 1}, models={"classifier": ckpts["classifier"], "char_rnn": str(ckpts["char_rnn"]),
+                                                     "module": torch.nn.Linear(3, 2)})
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert err == ["[genlab] warning: MLflow logging failed (log_model): TypeError: models['module']: "
+                   "expected the path of a genlab checkpoint, got Linear"]
     _, _, children = runs(uri, "model-test")
-    assert len(children) == 1
-    loaded = mlflow.pytorch.load_model(f"runs:/{children[0].info.run_id}/model")
-    x = torch.randn(4, 3)
-    assert torch.equal(loaded(x), net(x))
+    run_id = children[0].info.run_id
+    assert "module" not in {a.path for a in MlflowClient(uri).list_artifacts(run_id)}
+
+    classifier = mlflow.pyfunc.load_model(f"runs:/{run_id}/classifier")
+    out = classifier.predict(pd.DataFrame({"image": [encode_png(np.zeros((1, 28, 28), np.uint8))] * 2}))
+    assert list(out.columns) == ["label", "class_name", "confidence"] and len(out) == 2
+    assert out["label"].between(0, 9).all() and out["confidence"].between(0.1, 1).all()
+    assert classifier.metadata.signature.inputs.input_names() == ["image"]
+
+    text = mlflow.pyfunc.load_model(f"runs:/{run_id}/char_rnn")
+    a = text.predict(pd.DataFrame([{"prime": "The ", "length": 30, "temperature": 0.8, "seed": 1}]))["text"][0]
+    b = text.predict(pd.DataFrame([{"prime": "The ", "length": 30, "temperature": 0.8, "seed": 1}]))["text"][0]
+    c = text.predict(pd.DataFrame([{"prime": "The ", "length": 30, "temperature": 0.8, "seed": 2}]))["text"][0]
+    assert len(a) == 30 and a == b and a != c

@@ -146,36 +146,22 @@ class StageRun:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, str(v))
 
-    def log_model(self, model: Any, name: str = "model") -> None:
-        """Log a model under `name`, in a form that runs no pickle when loaded.
+    def log_model(self, checkpoint: str | os.PathLike, name: str = "model") -> None:
+        """Log a genlab checkpoint as an MLflow model called `name` that runs no pickle when loaded.
 
-        A checkpoint path (``models/gan/checkpoint.pt``) becomes an MLflow pyfunc model whose
-        code is genlab's and whose only artifact is that checkpoint (see
-        :mod:`genlab.serve.pyfunc`): servable with ``mlflow models serve``. A torch module
-        (the old call, kept for now) is logged as its state dict alone (``<name>/state_dict.pt``,
-        loadable with ``torch.load(weights_only=True)``) since nothing rebuilds it without its
-        checkpoint; pass the checkpoint path to get a servable model.
+        The model is a pyfunc whose code is genlab's and whose only artifact is the checkpoint
+        (read with ``torch.load(weights_only=True)``; see :mod:`genlab.serve.pyfunc`), with a
+        signature: ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` answer with it.
         """
         if not self.active:
             return
+        if not isinstance(checkpoint, (str, os.PathLike)):
+            # a bare module cannot be rebuilt without its config, and pickling it is what this replaces
+            raise TypeError(f"models[{name!r}]: expected the path of a genlab checkpoint, got {type(checkpoint).__name__}")
+        from genlab.serve.pyfunc import log_checkpoint_model
+
         with _activate(self.uri, self.run_id), _quiet_artifact_progress():
-            if isinstance(model, (str, os.PathLike)):
-                from genlab.serve.pyfunc import log_checkpoint_model
-
-                log_checkpoint_model(model, name)
-                return
-            import tempfile
-
-            import torch
-
-            if not isinstance(model, torch.nn.Module):
-                raise TypeError(f"models[{name!r}]: expected a checkpoint path or a torch module, got {type(model).__name__}")
-            log(f"note: models[{name!r}] is a torch module: logged as a state dict only; pass its checkpoint "
-                f"path to log_stage to log a servable MLflow model")
-            with tempfile.TemporaryDirectory() as tmp:
-                path = Path(tmp) / "state_dict.pt"
-                torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, path)
-                self.client.log_artifact(self.run_id, str(path), name)
+            log_checkpoint_model(checkpoint, name)
 
 
 @contextlib.contextmanager
