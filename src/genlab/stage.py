@@ -28,6 +28,10 @@ raised inside ``main``                             exit   stderr
 ``KeyboardInterrupt``                              130    ``error: <stage>: interrupted``
 =================================================  =====  ==========================================
 
+A :class:`~genlab.checkpoint.CheckpointError` about a file another stage writes (``generate``
+reading a truncated ``models/gan/checkpoint.pt``) gets the commands that restore it, from
+``dvc.yaml``: ``; restore it with `dvc checkout models/gan` or rebuild it with `dvc repro -f train_gan```.
+
 ``main`` returning ``None`` counts as 0. Anything else (a bug: ``TypeError``, ``KeyError``,
 ...) keeps its traceback. ``GENLAB_TRACEBACK=1`` shows the traceback of handled errors too.
 The stage name is the script's file name (``stages/train_gan.py`` -> ``train_gan``).
@@ -36,6 +40,7 @@ The stage name is the script's file name (``stages/train_gan.py`` -> ``train_gan
 from __future__ import annotations
 
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +84,42 @@ def stage_name(main: Callable[..., object]) -> str:
     return Path(code.co_filename).stem if code is not None else getattr(main, "__name__", "stage")
 
 
+def dvc_outputs(dvc_yaml: str | Path = "dvc.yaml") -> dict[str, str]:
+    """Every declared output of `dvc_yaml` (outs, metrics, plots) -> the stage that writes it;
+    empty when there is no readable dvc.yaml (a stage run outside the repository)."""
+    import yaml
+
+    try:
+        stages = (yaml.safe_load(Path(dvc_yaml).read_text()) or {}).get("stages") or {}
+    except (OSError, yaml.YAMLError, AttributeError):
+        return {}
+    outs: dict[str, str] = {}
+    for stage, spec in stages.items():
+        for kind in ("outs", "metrics", "plots"):
+            for entry in (spec or {}).get(kind) or []:
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                if isinstance(path, str):
+                    outs[path.rstrip("/")] = stage
+    return outs
+
+
+def restore_hint(message: str, current: str, dvc_yaml: str | Path = "dvc.yaml") -> str:
+    """The commands that restore the first DVC output of another stage named in `message`, or ""."""
+    outs = dvc_outputs(dvc_yaml)
+    for token in re.findall(r"[\w.~/-]+", message):
+        token = token.rstrip(".")
+        for out, stage in outs.items():
+            if stage != current and (token == out or token.startswith(out + "/")):
+                return f"restore it with `dvc checkout {out}` or rebuild it with `dvc repro -f {stage}`"
+    return ""
+
+
+def _is_checkpoint_error(exc: BaseException) -> bool:
+    # by the loaded module, not an import: numpy-only stages must not pay for importing torch
+    module = sys.modules.get("genlab.checkpoint")
+    return module is not None and isinstance(exc, module.CheckpointError)
+
+
 def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
     """Run a stage's ``main`` and map its failures to an exit code and one stderr line.
 
@@ -97,7 +138,11 @@ def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
     except DATA_ERRORS as exc:
         if show_traceback:
             raise
-        print(f"error: {name}: {first_line(exc)}", file=sys.stderr)
+        line = first_line(exc)
+        if _is_checkpoint_error(exc) and "dvc " not in line:
+            hint = restore_hint(line, name)
+            line = f"{line}; {hint}" if hint else line
+        print(f"error: {name}: {line}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         if show_traceback:

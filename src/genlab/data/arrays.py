@@ -6,7 +6,12 @@ A prepared set lives in one folder as ``{train,test}_{images,labels}.npy`` plus 
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -33,33 +38,161 @@ def check_images(images: np.ndarray, name: str = "images", channels: int | None 
     return images
 
 
+class PreparedDataError(ValueError):
+    """A prepared data folder that is missing, truncated, corrupted or out of step with its
+    meta.json; the message names the file and the command that restores it."""
+
+
+NPY_MAGIC, NPZ_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
+
+
+def restore_hint(path: str | Path, stage: str) -> str:
+    """What to run when a DVC output of `stage` is damaged: restore it from DVC's cache, or rebuild it."""
+    return f"restore it with `dvc checkout {path}` or rebuild it with `dvc repro -f {stage}`"
+
+
+def read_npy(path: str | Path) -> np.ndarray:
+    """``np.load`` of one `.npy` without pickle, as one clear ValueError per failure: missing,
+    not a NumPy file (a text or image file renamed `.npy`), truncated, or object (pickled) data."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(len(NPY_MAGIC))
+    except FileNotFoundError:
+        raise ImageArrayError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise ImageArrayError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if head != NPY_MAGIC:
+        what = "empty" if not head else "not a .npy file (it does not start with the NumPy header)"
+        raise ImageArrayError(f"{path}: {what}")
+    try:
+        return np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        msg = str(exc)
+        if "allow_pickle" in msg or "Object arrays" in msg:
+            raise ImageArrayError(f"{path}: holds Python objects (pickled data), which genlab does not load") from None
+        if "fully written" in msg or "could only read" in msg or "cannot reshape" in msg:
+            raise ImageArrayError(f"{path}: truncated ({msg.split('.')[0]})") from None
+        raise ImageArrayError(f"{path}: not a readable .npy file ({msg.splitlines()[0]})") from None
+    except (OSError, EOFError) as exc:  # a header cut short
+        raise ImageArrayError(f"{path}: truncated or corrupted ({exc})") from None
+
+
 def load_images(path: str | Path, channels: int | None = None) -> np.ndarray:
     """Load a `.npy` (or the ``images`` entry of a `.npz`) and validate it."""
     path = Path(path)
     if not path.exists():
         raise ImageArrayError(f"images file not found: {path}")
+    if path.suffix != ".npz":
+        return check_images(read_npy(path), str(path), channels)
     try:
-        if path.suffix == ".npz":
-            with np.load(path, allow_pickle=False) as z:
-                key = "images" if "images" in z.files else z.files[0]
-                arr = z[key]
-        else:
-            arr = np.load(path, allow_pickle=False)
-    except Exception as exc:  # noqa: BLE001
-        raise ImageArrayError(f"{path}: not a readable .npy/.npz file: {exc}") from None
+        with open(path, "rb") as fh:
+            if fh.read(len(NPZ_MAGIC)) != NPZ_MAGIC:
+                raise ImageArrayError(f"{path}: not a .npz file (it is not a zip archive)")
+        with np.load(path, allow_pickle=False) as z:
+            key = "images" if "images" in z.files else z.files[0]
+            arr = z[key]
+    except ImageArrayError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - zipfile and numpy raise many kinds for a bad archive
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        if "allow_pickle" in cause or "Object arrays" in cause:
+            cause = "it holds Python objects (pickled data), which genlab does not load"
+        raise ImageArrayError(f"{path}: not a readable .npz file: {cause}") from None
     return check_images(arr, str(path), channels)
 
 
-def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """(images uint8 NCHW, labels int64) of `split` in a prepared data folder."""
+def load_meta(data_dir: str | Path, stage: str = "prepare_images") -> dict:
+    """A prepared folder's meta.json; missing or malformed is a :class:`PreparedDataError`."""
+    path = Path(data_dir) / "meta.json"
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise PreparedDataError(f"{path} is missing: run `dvc repro {stage}`") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise PreparedDataError(f"{path} is not readable JSON ({exc}); {restore_hint(path.parent, stage)}") from None
+    if not isinstance(meta, dict):
+        raise PreparedDataError(f"{path} does not hold a JSON object; {restore_hint(path.parent, stage)}")
+    return meta
+
+
+def read_prepared(data_dir: str | Path, name: str, meta: dict, stage: str) -> np.ndarray:
+    """One array of a prepared folder, checked against the sha256 its meta.json recorded.
+
+    A truncated, corrupted or replaced file (a half-copied folder, a file from another run)
+    is a :class:`PreparedDataError` that names the file and what to run; nothing is trained on it.
+    """
+    from genlab.runtime import sha256_file
+
     data_dir = Path(data_dir)
-    images = np.load(data_dir / f"{split}_images.npy", allow_pickle=False)
-    labels = np.load(data_dir / f"{split}_labels.npy", allow_pickle=False).astype(np.int64)
-    return check_images(images, f"{data_dir}/{split}_images.npy"), labels
+    path = data_dir / name
+    if not path.exists():
+        raise PreparedDataError(f"{path} is missing; {restore_hint(data_dir, stage)}")
+    try:
+        arr = read_npy(path)
+    except ImageArrayError as exc:
+        raise PreparedDataError(f"{exc}; {restore_hint(data_dir, stage)}") from None
+    expected = (meta.get("sha256") or {}).get(name)
+    if expected is not None and sha256_file(path) != expected:
+        raise PreparedDataError(f"{path} does not match {data_dir / 'meta.json'} (sha256 differs: changed after "
+                                f"{stage} wrote it); {restore_hint(data_dir, stage)}")
+    return arr
 
 
-def load_meta(data_dir: str | Path) -> dict:
-    return json.loads((Path(data_dir) / "meta.json").read_text())
+def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """(images uint8 NCHW, labels int64) of `split` in a prepared data folder, checked against
+    its meta.json (checksums, shapes): a damaged folder is a one-line :class:`PreparedDataError`."""
+    data_dir = Path(data_dir)
+    meta = load_meta(data_dir)
+    images = read_prepared(data_dir, f"{split}_images.npy", meta, "prepare_images")
+    labels = read_prepared(data_dir, f"{split}_labels.npy", meta, "prepare_images")
+    where = f"{data_dir}/{split}_images.npy"
+    shape = (meta.get("shape") or {}).get(split)
+    if shape is not None and list(images.shape) != list(shape):
+        raise PreparedDataError(f"{where} has shape {tuple(images.shape)}, {data_dir}/meta.json says {tuple(shape)}; "
+                                f"{restore_hint(data_dir, 'prepare_images')}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise PreparedDataError(f"{data_dir}/{split}_labels.npy holds {labels.shape} labels for {len(images)} images; "
+                                f"{restore_hint(data_dir, 'prepare_images')}")
+    try:
+        check_images(images, where)
+    except ImageArrayError as exc:
+        raise PreparedDataError(f"{exc}; {restore_hint(data_dir, 'prepare_images')}") from None
+    return images, labels.astype(np.int64)
+
+
+@contextlib.contextmanager
+def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
+    """Yield an empty temporary folder beside `out_dir`; swap it in for `out_dir` (renames only)
+    when the block succeeds. A crash, a kill or a full disk leaves the previous `out_dir` whole
+    (a prepared set is never half old, half new); at worst a hidden ``.<name>.tmp-*`` remains."""
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual permissions
+        backup = None
+        if out_dir.exists():
+            backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+            os.replace(out_dir, backup)
+        try:
+            os.replace(tmp, out_dir)
+        except BaseException:
+            if backup is not None:
+                os.replace(backup, out_dir)
+            raise
+        if backup is not None:
+            shutil.rmtree(backup, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def to_float(images: np.ndarray, range_: str = "tanh") -> np.ndarray:

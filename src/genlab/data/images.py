@@ -18,9 +18,6 @@ statistics). The folder is replaced atomically: a run that fails leaves it as it
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -29,7 +26,7 @@ import numpy as np
 from pydantic import Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from genlab.data.arrays import check_images
+from genlab.data.arrays import atomic_folder, check_images
 from genlab.data.download import OFFLINE_IMAGES, SourceUnavailable
 from genlab.params import StrictModel
 from genlab.runtime import log, save_figure, sha256_file, write_json, write_npy
@@ -359,22 +356,6 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, class_names: list[str], 
     return save_figure(fig, path, dpi=100)
 
 
-def _replace_dir(tmp: Path, out_dir: Path) -> None:
-    """Swap `tmp` in for `out_dir` with renames, so `out_dir` is never half-written."""
-    backup = None
-    if out_dir.exists():
-        backup = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
-        os.replace(out_dir, backup)
-    try:
-        os.replace(tmp, out_dir)
-    except BaseException:
-        if backup is not None:
-            os.replace(backup, out_dir)
-        raise
-    if backup is not None:
-        shutil.rmtree(backup, ignore_errors=True)
-
-
 def prepare_images(cfg: PrepareImagesParams, out_dir: str | Path, seed: int,
                    reports_dir: str | Path | None = None) -> dict:
     """Load `cfg.source`, apply `image_size`, `channels` and `limit`, write the prepared set to
@@ -403,9 +384,7 @@ def prepare_images(cfg: PrepareImagesParams, out_dir: str | Path, seed: int,
         "source_info": data.info,
         "stats": sanity_stats(splits, n_classes),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir) as tmp:
         files = {}
         for split, (x, y) in splits.items():
             for kind, arr in (("images", x), ("labels", y)):
@@ -418,9 +397,5 @@ def prepare_images(cfg: PrepareImagesParams, out_dir: str | Path, seed: int,
             x, y = splits["train"]
             sample_grid(x, y, meta["class_names"], Path(reports_dir) / "samples.png",
                         title=f"{cfg.source}: first train images per class")
-        _replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return meta
 

@@ -27,6 +27,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from genlab.data.arrays import PreparedDataError, atomic_folder, load_meta, read_prepared, restore_hint
 from genlab.data.download import OFFLINE_TEXT, fetch
 from genlab.params import StrictModel
 from genlab.runtime import log, sha256_file, write_json, write_npy, write_text
@@ -128,17 +129,26 @@ def split_ids(ids: np.ndarray, val_fraction: float) -> tuple[np.ndarray, np.ndar
 
 
 def load_text_data(data_dir: str | Path) -> tuple[np.ndarray, np.ndarray, Vocab]:
-    """Read what `prepare_text` wrote: (train ids int64, val ids int64, vocab)."""
+    """Read what `prepare_text` wrote: (train ids int64, val ids int64, vocab), each file checked
+    against the sha256 in meta.json; a damaged folder is a one-line PreparedDataError."""
     data_dir = Path(data_dir)
-    for name in ("vocab.json", "train.npy", "val.npy"):
-        if not (data_dir / name).exists():
-            raise FileNotFoundError(f"{data_dir / name} is missing: run the prepare_text stage first (dvc repro prepare_text)")
-    vocab = Vocab.from_json(data_dir / "vocab.json")
-    train = np.load(data_dir / "train.npy", allow_pickle=False).astype(np.int64, copy=False)
-    val = np.load(data_dir / "val.npy", allow_pickle=False).astype(np.int64, copy=False)
+    meta = load_meta(data_dir, "prepare_text")
+    vocab_path = data_dir / "vocab.json"
+    hint = restore_hint(data_dir, "prepare_text")
+    try:
+        vocab = Vocab.from_json(vocab_path)
+    except FileNotFoundError:
+        raise PreparedDataError(f"{vocab_path} is missing; {hint}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError is a ValueError
+        raise PreparedDataError(f"{vocab_path} is not a readable vocabulary ({exc}); {hint}") from None
+    expected = (meta.get("sha256") or {}).get("vocab.json")
+    if expected is not None and sha256_file(vocab_path) != expected:
+        raise PreparedDataError(f"{vocab_path} does not match {data_dir / 'meta.json'} (sha256 differs); {hint}")
+    train = read_prepared(data_dir, "train.npy", meta, "prepare_text").astype(np.int64, copy=False)
+    val = read_prepared(data_dir, "val.npy", meta, "prepare_text").astype(np.int64, copy=False)
     for name, ids in (("train", train), ("val", val)):
         if ids.ndim != 1 or (ids.size and (ids.min() < 0 or ids.max() >= vocab.size)):
-            raise ValueError(f"{data_dir}/{name}.npy does not hold 1-D ids in [0, {vocab.size})")
+            raise PreparedDataError(f"{data_dir}/{name}.npy does not hold 1-D ids in [0, {vocab.size}); {hint}")
     return train, val, vocab
 
 
@@ -206,10 +216,6 @@ def prepare_text(cfg: PrepareTextParams, out_dir: str | Path) -> dict:
     vocab = Vocab.from_text(text)
     ids = vocab.encode(text)
     train, val = split_ids(ids, cfg.val_fraction)
-    write_text(out_dir / "corpus.txt", text)
-    write_json(out_dir / "vocab.json", vocab.to_json())
-    write_npy(out_dir / "train.npy", train)
-    write_npy(out_dir / "val.npy", val)
     meta = {
         "source": cfg.source,
         "n_chars": len(text),
@@ -218,8 +224,14 @@ def prepare_text(cfg: PrepareTextParams, out_dir: str | Path) -> dict:
         "vocab_size": vocab.size,
         "val_fraction": cfg.val_fraction,
         "max_chars": cfg.max_chars,
-        "sha256": {name: sha256_file(out_dir / name) for name in ("corpus.txt", "vocab.json", "train.npy", "val.npy")},
     }
-    write_json(out_dir / "meta.json", meta)
+    # written beside out_dir and swapped in whole: a kill never leaves new ids with an old vocabulary
+    with atomic_folder(out_dir) as tmp:
+        write_text(tmp / "corpus.txt", text)
+        write_json(tmp / "vocab.json", vocab.to_json())
+        write_npy(tmp / "train.npy", train)
+        write_npy(tmp / "val.npy", val)
+        meta["sha256"] = {name: sha256_file(tmp / name) for name in ("corpus.txt", "vocab.json", "train.npy", "val.npy")}
+        write_json(tmp / "meta.json", meta)
     log(f"prepare_text: {cfg.source}: {len(text):,} chars, vocab {vocab.size}, train {train.size:,} / val {val.size:,}")
     return meta
