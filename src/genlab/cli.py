@@ -17,6 +17,7 @@ COMMANDS: dict[str, str] = {
     "sample": "genlab.render.cli_sample",
     "traverse": "genlab.render.cli_traverse",
     "serve": "genlab.serve.cli",
+    "study": "genlab.study.cli",
 }
 
 
