@@ -46,25 +46,28 @@ def load_services(models_dir: str | Path, model_uris: list[str], device: str = "
 
 
 def load_uri(uri: str, device: object = "cpu"):
-    """The generator behind a genlab MLflow model URI (no pickle: see genlab.serve.pyfunc)."""
-    import mlflow
+    """The generator behind a genlab MLflow model URI, loaded from its checkpoint alone.
 
+    Only data is read: the MLmodel file and the checkpoint artifact (``weights_only=True``).
+    The model's code file is not run, so a model from elsewhere cannot run code here.
+    """
+    import mlflow.artifacts
+    from mlflow.models import Model
+
+    from genlab.serve.generator import GeneratorService
     from genlab.tracking import tracking_uri
 
-    mlflow.set_tracking_uri(tracking_uri())
     try:
-        model = mlflow.pyfunc.load_model(uri)
+        local = Path(mlflow.artifacts.download_artifacts(uri, tracking_uri=tracking_uri()))
+        meta = Model.load(str(local / "MLmodel"))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
         raise RuntimeError(f"cannot load MLflow model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    inner = model.unwrap_python_model()
-    service = getattr(inner, "service", None)
-    if service is None:
+    checkpoint = (((meta.flavors.get("python_function") or {}).get("artifacts") or {}).get("checkpoint") or {}).get("path")
+    if (meta.metadata or {}).get("genlab_family") != "generator" or not checkpoint:
         raise ValueError(f"{uri} is not a genlab generator model (a GAN or VAE logged by train_gan/train_vae)")
+    service = GeneratorService.from_checkpoint(local / checkpoint, device=device)
     service.source = uri
     service.name = _name_from_uri(uri) or service.name
-    if str(device) != "cpu":
-        service.model = service.model.to(device)
-        service.device = device
     return service
 
 
@@ -83,7 +86,12 @@ def _unique(name: str, taken: dict) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
+
     import uvicorn
+
+    # decoding is one short batch per request: a progress bar each time would flood the terminal
+    os.environ.setdefault("GENLAB_PROGRESS", "0")
 
     from genlab.serve.app import create_app
 
