@@ -7,15 +7,23 @@
   parent); else (a stage run by hand) a parent of its own.
 * Stages write their DVC outputs *before* logging here, and a tracking failure is reported as
   a warning: it never loses a trained model or fails a stage whose outputs are written.
+* An unreachable store is found fast and once per stage (:func:`store_problem`: a 3 s connect
+  for a server, a folder check for sqlite; MLflow's own retries would stall each stage for
+  minutes) and costs one warning line. Writers of one sqlite store (stages of parallel
+  ``dvc exp run``s, ``dvc queue start -j N``) take turns through a file lock (:func:`store_lock`):
+  concurrent first use of a fresh store, or overlapping writes, lose no run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import socket
 import subprocess
+import tempfile
 import time
+import urllib.parse
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +41,73 @@ def study_tags(exp_name: str | None) -> dict[str, str]:
     """The study and candidate tags of a study's experiment (by its name), so the MLflow UI can filter them."""
     study, sep, candidate = (exp_name or "").partition(STUDY_SEPARATOR)
     return {STUDY_TAG: study, CANDIDATE_TAG: candidate} if sep and study and candidate else {}
+
+
+# seconds a stage waits to connect to an MLflow server before it logs nothing (one warning)
+CONNECT_TIMEOUT_S = 3.0
+# MLflow's HTTP client retries 7 times with backoff (over 2 minutes per call); a stage needs few
+HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                 "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
+# waits between tries of a write that met "database is locked" (another process writing)
+LOCKED_RETRY_S = (0.5, 1.0, 2.0, 4.0)
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///`` URI (None for other stores or in-memory)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///"):].split("?", 1)[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+def store_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
+    """A fast check that the tracking store at `uri` can be reached: None, or one line saying why not."""
+    parsed = urllib.parse.urlparse(uri)
+    if parsed.scheme in ("http", "https"):
+        host, port = parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+        except OSError as exc:
+            return f"cannot connect to {host}:{port} ({exc.strerror or exc or type(exc).__name__})"
+        return None
+    path = sqlite_path(uri)
+    if path is not None:
+        folder = path.parent
+        if not folder.is_dir():
+            return f"{folder} is not an existing folder"
+        if path.exists() and not path.is_file():
+            return f"{path} is not a file"
+        if not os.access(path if path.exists() else folder, os.W_OK):
+            return f"{path if path.exists() else folder} is not writable"
+    return None
+
+
+@contextlib.contextmanager
+def store_lock(uri: str) -> Iterator[None]:
+    """Hold an exclusive lock on a sqlite store across processes (a no-op for other stores).
+
+    MLflow creates a fresh sqlite store's tables with migrations that race when two processes
+    open it at once ("duplicate column name"), and a write waits only 5 s for another writer
+    ("database is locked"). The lock file lives in the temp folder, not beside the store."""
+    path = sqlite_path(uri)
+    if path is None:
+        yield
+        return
+    import fcntl
+
+    digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:16]
+    with open(Path(tempfile.gettempdir()) / f"genlab-mlflow-{digest}.lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def one_line(exc: BaseException) -> str:
+    """``Type: first line of the message`` (SQLAlchemy and MLflow errors span many lines)."""
+    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 def tracking_uri(root: str | Path | None = None) -> str:
@@ -219,10 +294,17 @@ def stage_run(
         yield StageRun()
         return
     root = repo_root()
+    uri = tracking_uri(root)
+    problem = store_problem(uri)
+    if problem:
+        log(f"warning: MLflow tracking disabled for this stage: store {uri}: {problem}")
+        yield StageRun()
+        return
+    for key, value in HTTP_DEFAULTS.items():
+        os.environ.setdefault(key, value)
     try:
         from mlflow.tracking import MlflowClient
 
-        uri = tracking_uri(root)
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(common.tracking.experiment)
         exp_id = exp.experiment_id if exp else client.create_experiment(common.tracking.experiment)
@@ -249,7 +331,7 @@ def stage_run(
         run = StageRun(client, child.info.run_id, uri, parent_id)
         run.log_params({"seed": common.seed, "device": common.device, **params})
     except Exception as exc:  # noqa: BLE001 - tracking must never cost a stage its outputs
-        log(f"warning: MLflow tracking disabled for this stage: {type(exc).__name__}: {exc}")
+        log(f"warning: MLflow tracking disabled for this stage: {one_line(exc)}")
         yield StageRun()
         return
     status = "FAILED"
@@ -261,15 +343,22 @@ def stage_run(
             client.set_terminated(run.run_id, status)
             client.set_terminated(parent_id, status if status == "FAILED" else "FINISHED")
         except Exception as exc:  # noqa: BLE001
-            log(f"warning: could not close MLflow run: {exc}")
+            log(f"warning: could not close MLflow run: {one_line(exc)}")
 
 
 def safe(fn, *args: Any, **kwargs: Any) -> None:
-    """Call a logging function; a tracking failure becomes a warning, never a lost stage."""
-    try:
-        fn(*args, **kwargs)
-    except Exception as exc:  # noqa: BLE001
-        log(f"warning: MLflow logging failed ({getattr(fn, '__name__', fn)}): {type(exc).__name__}: {exc}")
+    """Call a logging function; a tracking failure becomes a warning, never a lost stage.
+    A write that met another writer's lock ("database is locked") is tried again with backoff."""
+    for wait in (*LOCKED_RETRY_S, None):
+        try:
+            fn(*args, **kwargs)
+            return
+        except Exception as exc:  # noqa: BLE001
+            if wait is not None and "database is locked" in str(exc):
+                time.sleep(wait)
+                continue
+            log(f"warning: MLflow logging failed ({getattr(fn, '__name__', fn)}): {one_line(exc)}")
+            return
 
 
 def data_fingerprint(meta_path: str | Path) -> str:
@@ -304,7 +393,8 @@ def log_stage(
     if hasattr(params, "model_dump"):
         params = params.model_dump(mode="json")
     try:
-        with stage_run(stage, common, params or {}, tags) as run:
+        with store_lock(tracking_uri()) if common.tracking.enabled else contextlib.nullcontext(), \
+                stage_run(stage, common, params or {}, tags) as run:
             if not run.active:
                 return
             for name, rows in (history or {}).items():
@@ -318,4 +408,4 @@ def log_stage(
                 for name, model in (models or {}).items():
                     safe(run.log_model, model, name)
     except Exception as exc:  # noqa: BLE001
-        log(f"warning: MLflow logging failed for stage {stage}: {type(exc).__name__}: {exc}")
+        log(f"warning: MLflow logging failed for stage {stage}: {one_line(exc)}")
