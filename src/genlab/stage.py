@@ -26,7 +26,11 @@ raised inside ``main``                             exit   stderr
 (:class:`genlab.checkpoint.CheckpointError`, ...),
 ``FloatingPointError``
 ``KeyboardInterrupt``                              130    ``error: <stage>: interrupted``
+SIGTERM (``kill``, a CI timeout, a shutdown)       143    ``error: <stage>: terminated``
 =================================================  =====  ==========================================
+
+Ctrl-C and SIGTERM unwind the stage like an exception, so every atomic write in progress
+removes its temporary file and no output is left half-written.
 
 A :class:`~genlab.checkpoint.CheckpointError` about a file another stage writes (``generate``
 reading a truncated ``models/gan/checkpoint.pt``) gets the commands that restore it, from
@@ -41,7 +45,9 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
@@ -52,7 +58,15 @@ from genlab.params import CommonParams, ParamsError, load_params
 
 M = TypeVar("M", bound=BaseModel)
 
-EXIT_OK, EXIT_ERROR, EXIT_PARAMS, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_OK, EXIT_ERROR, EXIT_PARAMS, EXIT_INTERRUPTED, EXIT_TERMINATED = 0, 1, 2, 130, 143
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread so that cleanups run as for Ctrl-C."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated()
 
 
 class StageError(RuntimeError):
@@ -127,6 +141,8 @@ def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
     """
     name = name or stage_name(main)
     show_traceback = os.environ.get("GENLAB_TRACEBACK", "") not in ("", "0")
+    in_main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
     try:
         code = main()
     except ParamsError as exc:
@@ -144,10 +160,14 @@ def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
             line = f"{line}; {hint}" if hint else line
         print(f"error: {name}: {line}", file=sys.stderr)
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if show_traceback:
             raise
-        print(f"error: {name}: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        terminated = isinstance(exc, Terminated)
+        print(f"error: {name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
+    finally:
+        if in_main_thread:
+            signal.signal(signal.SIGTERM, previous if previous is not None else signal.SIG_DFL)
     sys.stdout.flush()
     return EXIT_OK if code is None else int(code)

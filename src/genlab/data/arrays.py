@@ -165,12 +165,18 @@ def load_split(data_dir: str | Path, split: str) -> tuple[np.ndarray, np.ndarray
 def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
     """Yield an empty temporary folder beside `out_dir`; swap it in for `out_dir` (renames only)
     when the block succeeds. A crash, a kill or a full disk leaves the previous `out_dir` whole
-    (a prepared set is never half old, half new); at worst a hidden ``.<name>.tmp-*`` remains."""
+    (a prepared set is never half old, half new); at worst a hidden ``.<name>.tmp-*`` remains.
+    A failed write is an OSError naming `out_dir` and the cause (``File too large``, ...)."""
     out_dir = Path(out_dir)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            err = OSError(f"cannot write {out_dir}: {describe_write_error(exc, out_dir.parent)}")
+            err.errno = exc.errno  # kept for callers; str(err) stays one plain line
+            raise err from exc
         os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700; outputs get the usual permissions
         backup = None
         if out_dir.exists():
@@ -187,6 +193,27 @@ def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def describe_write_error(exc: BaseException, folder: str | Path) -> str:
+    """Why a write failed, in words: the errno behind it (torch and NumPy lose it on the way),
+    else a full disk or a file size limit (``ulimit -f``) when one is the likely cause."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return os.strerror(seen.errno)
+        seen = seen.__cause__ or seen.__context__
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return os.strerror(28)  # No space left on device
+    except OSError:
+        pass
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"{os.strerror(27)} (the file size limit, ulimit -f, is {limit} bytes)"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _umask() -> int:
