@@ -17,9 +17,12 @@ import torch
 
 from conftest import gpu, run_stage
 from genlab.data.text import Vocab
-from genlab.models.char_rnn import CharRNN, CharRNNConfig
+from genlab.models.char_rnn import CharRNN
+from genlab.models.char_rnn import Config as CharRNNConfig
+from genlab.models.char_rnn import load as load_char_rnn
+from genlab.models.char_rnn import save as save_char_rnn
 from genlab.params import ParamsError, validate_section
-from genlab.train.char_rnn import CharRNNParams, evaluate, load_char_rnn, random_batch, train_char_rnn
+from genlab.train.char_rnn import CharRNNParams, evaluate, train_char_rnn, window_starts
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -28,7 +31,8 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.parametrize("inp", ["embedding", "onehot"])
 def test_shapes_per_cell(cell, inp):
     torch.manual_seed(0)
-    model = CharRNN(CharRNNConfig(vocab_size=11, cell=cell, layers=2, hidden=16, input=inp, embed_dim=8, dropout=0.1))
+    width = {"embed_dim": 8} if inp == "embedding" else {}  # embed_dim applies to embedding input only
+    model = CharRNN(CharRNNConfig(vocab_size=11, cell=cell, layers=2, hidden=16, input=inp, dropout=0.1, **width))
     ids = torch.randint(0, 11, (3, 7))
     logits, state = model(ids)
     assert logits.shape == (3, 7, 11)
@@ -46,11 +50,15 @@ def test_shapes_per_cell(cell, inp):
     assert step_logits.shape == (11,) and step_logits.dtype == np.float64
 
 
-def test_random_batch_targets_are_next_chars():
-    ids = torch.arange(100)
-    x, y = random_batch(ids, 5, 10, torch.Generator().manual_seed(0))
-    assert x.shape == y.shape == (5, 10)
-    assert torch.equal(y, x + 1)
+def test_window_grid_shifts_per_epoch_and_is_a_pure_function():
+    """Each epoch's windows tile the corpus from an offset that depends only on (seed, epoch):
+    what a resumed run needs to see the same batches; the count never depends on the offset."""
+    starts = [window_starts(1000, 16, epoch, seed=3) for epoch in range(8)]
+    assert starts == [window_starts(1000, 16, epoch, seed=3) for epoch in range(8)]
+    assert len({off for off, _ in starts}) > 1 and {n for _, n in starts} == {(1000 - 16) // 16}
+    for off, n in starts:
+        assert 0 <= off < 16 and off + n * 16 + 1 <= 1000  # the last window's target is in the corpus
+    assert [window_starts(1000, 16, e, seed=4) for e in range(8)] != starts
 
 
 def _tiny_cfg(**kw) -> CharRNNParams:
@@ -64,8 +72,7 @@ def test_loss_decreases_on_repetitive_corpus(tmp_path):
     vocab = Vocab.from_text(text)
     ids = vocab.encode(text)
     torch.manual_seed(0)
-    res = train_char_rnn(_tiny_cfg(prime="hel"), ids[:2000], ids[2000:], vocab.chars, torch.device("cpu"),
-                         tmp_path / "ck.pt", seed=0)
+    res = train_char_rnn(_tiny_cfg(prime="hel"), ids[:2000], ids[2000:], vocab.chars, torch.device("cpu"), seed=0)
     first, last = res.history[0], res.history[-1]
     assert last["val_loss"] < 0.5 * first["val_loss"] and res.metrics["char_rnn/val_acc"] > 0.8
     assert res.metrics["char_rnn/val_loss"] < 0.5
@@ -82,7 +89,7 @@ def test_training_is_deterministic(tmp_path):
     for i in range(2):
         torch.manual_seed(3)
         runs.append(train_char_rnn(_tiny_cfg(max_steps=20, prime="the"), ids[:1500], ids[1500:], vocab.chars,
-                                   torch.device("cpu"), tmp_path / f"{i}.pt", seed=3))
+                                   torch.device("cpu"), seed=3))
     assert [r["val_loss"] for r in runs[0].history] == [r["val_loss"] for r in runs[1].history]
     assert torch.get_num_threads() == threads  # char_rnn.threads applies inside training only
 
@@ -93,13 +100,14 @@ def test_best_checkpoint_kept_and_round_trip(tmp_path):
     val = np.array([0, 0, 1, 1] * 100, dtype=np.int64)
     torch.manual_seed(0)
     res = train_char_rnn(_tiny_cfg(max_steps=40, eval_interval=5, lr=3e-2), train, val, ["a", "b"],
-                         torch.device("cpu"), tmp_path / "ck.pt", seed=0)
+                         torch.device("cpu"), seed=0)
     vals = [r["val_loss"] for r in res.history]
     best_step = res.history[int(np.argmin(vals))]["step"]
     assert best_step < 40 and vals[-1] > min(vals) + 0.1  # the last model is worse than the best
-    model, chars, ckpt = load_char_rnn(tmp_path / "ck.pt")
-    assert ckpt["step"] == best_step == res.metrics["char_rnn/best_step"] and chars == ["a", "b"]
-    assert ckpt["val_loss"] == pytest.approx(min(vals))
+    assert best_step == res.metrics["char_rnn/best_step"]
+    save_char_rnn(tmp_path / "ck.pt", res.model, vocab={"chars": ["a", "b"]}, prime="ab", step=best_step)
+    model = load_char_rnn(tmp_path / "ck.pt")
+    assert model.vocab_chars == ["a", "b"] and model.prime == "ab" and not model.training
     # the returned model is the best one, and the checkpoint rebuilds it exactly
     ids = torch.tensor([[0, 1, 1, 0, 1]])
     torch.testing.assert_close(model(ids)[0], res.model.eval()(ids)[0])
@@ -117,10 +125,10 @@ def test_params_errors():
         validate_section({"sweep_temperatures": [0.5, 0]}, "char_rnn", CharRNNParams)
     with pytest.raises(ValueError, match=r"prime 'Xy' .*'X'"):
         train_char_rnn(_tiny_cfg(prime="Xy"), np.zeros(100, np.int64), np.zeros(100, np.int64), ["a", "y"],
-                       torch.device("cpu"), "unused.pt")
+                       torch.device("cpu"))
     with pytest.raises(ValueError, match="val split has 10 characters"):
         train_char_rnn(_tiny_cfg(), np.zeros(100, np.int64), np.zeros(10, np.int64), ["a", "b"],
-                       torch.device("cpu"), "unused.pt")
+                       torch.device("cpu"))
 
 
 @pytest.fixture(scope="module")
@@ -133,8 +141,9 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
     ids = vocab.encode(text)
     path = tmp_path_factory.mktemp("char_rnn_ckpt") / "checkpoint.pt"
     torch.manual_seed(0)
-    train_char_rnn(_tiny_cfg(max_steps=30, prime="The "), ids[:18_000], ids[18_000:], vocab.chars,
-                   torch.device("cpu"), path, seed=0)
+    res = train_char_rnn(_tiny_cfg(max_steps=30, prime="The "), ids[:18_000], ids[18_000:], vocab.chars,
+                         torch.device("cpu"), seed=0)
+    save_char_rnn(path, res.model, vocab={"chars": list(vocab.chars)}, prime="The ")
     return path
 
 
@@ -239,8 +248,9 @@ def test_trains_on_cuda_with_bf16(tmp_path):
     ids = vocab.encode(text)
     torch.manual_seed(0)
     res = train_char_rnn(_tiny_cfg(hidden=64, prime="hel"), ids[:4000], ids[4000:], vocab.chars,
-                         torch.device("cuda"), tmp_path / "ck.pt", seed=0)
+                         torch.device("cuda"), seed=0)
+    save_char_rnn(tmp_path / "ck.pt", res.model, vocab={"chars": list(vocab.chars)})
     assert next(res.model.parameters()).is_cuda
     assert res.metrics["char_rnn/val_loss"] < 0.7
-    model, _, _ = load_char_rnn(tmp_path / "ck.pt", "cuda")
+    model = load_char_rnn(tmp_path / "ck.pt", "cuda")
     assert model.generate(vocab, "hello wor", 5, 0.05, np.random.default_rng(0)) == "ld. h"

@@ -331,7 +331,7 @@ def test_same_params_same_metrics_and_text(tmp_path):
 @pytest.mark.slow
 def test_stage_errors_are_clear(stage_dir):
     proc = run_stage("train_char_rnn_numpy.py", stage_dir, check=False)  # no data/text yet
-    assert proc.returncode != 0 and "run the prepare_text stage first" in proc.stderr
+    assert proc.returncode == 1 and "data/text/meta.json is missing: run `dvc repro prepare_text`" in proc.stderr
     params = tiny_params(char_rnn_numpy={"prime": "caf\u00e9 "})
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(params))
     prepared_stage_dir(stage_dir)

@@ -10,21 +10,15 @@ import pytest
 import torch
 from PIL import Image
 
-from genlab.checkpoint import save_checkpoint
-from genlab.models.gan import GanModelConfig, Generator
-from genlab.models.vae import VAEConfig, build_vae
+from genlab.models import gan, vae
 
 
 @pytest.fixture(scope="module")
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     torch.manual_seed(0)
-    cfg = GanModelConfig(z_dim=8)
-    save_checkpoint(root / "models/gan/checkpoint.pt", kind="gan", config={"model": cfg.__dict__},
-                    generator=Generator(cfg).state_dict())
-    vcfg = VAEConfig(arch="mlp", z_dim=2, hidden=32)
-    save_checkpoint(root / "models/vae/checkpoint.pt", kind="vae", config={"model": vcfg.to_dict()},
-                    model=build_vae(vcfg).state_dict())
+    gan.save(root / "models/gan/checkpoint.pt", gan.build(gan.Config(z_dim=8)))
+    vae.save(root / "models/vae/checkpoint.pt", vae.build(vae.Config(arch="mlp", z_dim=2, hidden=32)))
     return root
 
 

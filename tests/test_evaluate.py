@@ -26,7 +26,9 @@ from genlab.evaluate.metrics import (
     kernel_distance,
     kl_to_uniform,
 )
-from genlab.models.classifier import Classifier, ClassifierConfig, save_classifier
+from genlab.models.classifier import Classifier
+from genlab.models.classifier import Config as ClassifierConfig
+from genlab.models.classifier import save as save_classifier
 from genlab.train.classifier import ClassifierParams, train_classifier
 
 FASHION = Path("/usr/share/datasets/fashion-mnist")

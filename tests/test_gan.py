@@ -14,17 +14,18 @@ import torch
 import yaml
 from conftest import ROOT, gpu, run_stage, tiny_params
 
+from genlab.models.gan import Config as GanModelConfig
 from genlab.models.gan import (
     Discriminator,
-    GanModelConfig,
     Generator,
     discriminator_accuracy,
     discriminator_loss,
     generator_loss,
     load_generator,
 )
-from genlab.params import ParamsError
-from genlab.train.gan import GanParams
+from genlab.models.contract import ConfigError
+from genlab.params import ParamsError, config_error
+from genlab.train.gan import DATA_KEY_PATHS, GanParams
 
 
 # ----------------------------------------------------------------------------- architectures
@@ -62,8 +63,10 @@ def test_conditional_shapes():
 
 @pytest.mark.parametrize("arch,size", [("mnist28", 64), ("dcgan64", 28)])
 def test_image_size_the_arch_cannot_make_names_the_key(arch, size):
-    with pytest.raises(ParamsError, match=r"gan\.arch: .*prepare_images\.image_size"):
-        Generator(GanModelConfig(arch=arch, image_size=size))
+    with pytest.raises(ConfigError, match=rf"image_size: arch {arch} makes .* got {size}") as err:
+        GanModelConfig(arch=arch, image_size=size)
+    # through the params layer, the key path is the params key that sets the image size
+    assert str(config_error(err.value, "gan", DATA_KEY_PATHS)).startswith("params.yaml: prepare_images.image_size: ")
 
 
 # ----------------------------------------------------------------------------- losses
@@ -171,7 +174,7 @@ def test_image_size_error_through_the_stage(tmp_path):
     root = _gan_dir(tmp_path, "size", data_size=64)  # mnist28 (the default) cannot make 64 px
     proc = _stage(root, check=False)
     assert proc.returncode == 2
-    assert "gan.arch" in proc.stderr and "64 px" in proc.stderr
+    assert "prepare_images.image_size: arch mnist28 makes 28 or 32 px images, got 64" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
@@ -198,8 +201,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     proc = _stage(killed, env={"GENLAB_STOP_AFTER_STEPS": "9"}, check=False)
     assert proc.returncode == -signal.SIGKILL
     assert not (killed / "models/gan/checkpoint.pt").exists()
-    state = torch.load(killed / "models/gan_resume/state.pt", weights_only=True)
-    assert state["step"] == 8 and state["epoch"] == 1 and not state["finished"]
+    state = torch.load(killed / ".genlab/resume/train_gan.pt", weights_only=True)
+    assert state["step"] == 8 and state["epoch"] == 1 and state["step_in_epoch"] == 2 and not state["finished"]
     (killed / "reports/gan/epoch_001.png").unlink()  # DVC deletes outs before re-running a stage
 
     proc = _stage(killed)
@@ -220,13 +223,16 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
 def test_finished_or_other_params_checkpoint_starts_fresh(tmp_path):
     root = _gan_dir(tmp_path, "fresh", **RESUME_PARAMS)
     _stage(root)
-    proc = _stage(root)  # a finished run is not resumed
-    assert "finished run; starting fresh" in proc.stderr
+    first = _states(root)
+    proc = _stage(root)  # a finished run is restored, not trained again, and writes the same weights
+    assert "holds this finished run; restored without training" in proc.stderr
+    again = _states(root)
+    assert all(torch.equal(first[k], again[k]) for k in first)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["gan"]["lr"] = 1e-4
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     proc = _stage(root, env={"GENLAB_STOP_AFTER_STEPS": "5"}, check=False)
-    assert proc.returncode == -signal.SIGKILL and "other params" in proc.stderr
+    assert proc.returncode == -signal.SIGKILL and "under other settings (gan.lr: 0.0002 -> 0.0001)" in proc.stderr
     proc = _stage(root)
     assert "resuming" in proc.stderr and "step 4/12" in proc.stderr
 
@@ -270,7 +276,7 @@ def test_ema_generator_is_the_warmed_up_moving_average_of_g():
     After two steps the sampled weights must be d * G_1 + (1 - d) * G_2, with the warm-up
     d = min(decay, 2 / 11); the BatchNorm statistics are recalibrated; the last grid and the
     on_epoch_end hook see that generator, and a hook drawing random numbers changes nothing."""
-    from genlab.train.gan import _sample_grid, recalibrate_batchnorm
+    from genlab.train.gan import recalibrate_batchnorm, sample_grid
 
     g1 = _train_in_process(1, ema=0.0).generator.state_dict()
     g2 = _train_in_process(2, ema=0.0).generator.state_dict()
@@ -298,7 +304,7 @@ def test_ema_generator_is_the_warmed_up_moving_average_of_g():
         assert torch.equal(avg[k], v), k
     assert not torch.equal(avg["fc.1.running_mean"], g2["fc.1.running_mean"])
     assert not res.generator.training
-    last_grid = _sample_grid(res.generator, torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), None)
+    last_grid = sample_grid(res.generator, torch.randn(4, 8, generator=torch.Generator().manual_seed(1)), None)
     assert np.array_equal(res.grids[-1][1], last_grid)
 
 
@@ -327,7 +333,7 @@ def test_recalibrate_batchnorm_measures_the_statistics_of_prior_samples():
 
 
 def test_amp_auto_picks_bf16_on_cuda_and_amx_cpus_only(monkeypatch):
-    import genlab.train.gan as tg
+    import genlab.train.loop as tg
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(tg, "cpu_has_amx", lambda: False)
@@ -335,6 +341,8 @@ def test_amp_auto_picks_bf16_on_cuda_and_amx_cpus_only(monkeypatch):
     assert [tg.resolve_bf16(a, cuda) for a in ("auto", "bf16", "off")] == [True, True, False]
     monkeypatch.setattr(tg, "cpu_has_amx", lambda: True)
     assert [tg.resolve_bf16(a, cpu) for a in ("auto", "bf16", "off")] == [True, True, False]
+    monkeypatch.setenv("GENLAB_FP32", "1")  # what a user without bf16 hardware sees, forced
+    assert [tg.resolve_bf16(a, d) for a in ("auto", "bf16") for d in (cpu, cuda)] == [False] * 4
 
 
 def test_bf16_run_reports_its_precision_and_stays_deterministic():
@@ -372,7 +380,7 @@ def test_dvc_repro_resumes_a_killed_train_gan(tmp_path, monkeypatch):
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     monkeypatch.setenv("GENLAB_STOP_AFTER_STEPS", "6")  # 256 / 32 = 8 steps, a checkpoint at 4
     assert dvc(repo, "repro", "train_gan", check=False).returncode != 0
-    assert torch.load(repo / "models/gan_resume/state.pt", weights_only=True)["step"] == 4
+    assert torch.load(repo / ".genlab/resume/train_gan.pt", weights_only=True)["step"] == 4
     monkeypatch.delenv("GENLAB_STOP_AFTER_STEPS")
     proc = dvc(repo, "repro", "train_gan")
     assert "resuming" in proc.stdout + proc.stderr

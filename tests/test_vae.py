@@ -12,9 +12,11 @@ import torch
 import yaml
 
 from conftest import run_stage, tiny_params
-from genlab.checkpoint import load_checkpoint
-from genlab.models.vae import VAE, VAEConfig, bernoulli_nll, gaussian_kl, gaussian_nll, load_vae, reparameterize
-from genlab.train.vae import TrainingDiverged, VaeData, VaeParams, train_vae, write_figures
+from genlab.models.vae import VAE, bernoulli_nll, gaussian_kl, gaussian_nll, reparameterize
+from genlab.models.vae import Config as VAEConfig
+from genlab.models.vae import load as load_vae
+from genlab.render.vae_figures import write_figures
+from genlab.train.vae import TrainingDiverged, VaeData, VaeParams, train_vae
 
 
 def bars(n: int, seed: int, channels: int = 1, size: int = 28) -> tuple[np.ndarray, np.ndarray]:
@@ -113,7 +115,8 @@ def test_logvar_is_bounded_so_no_overflow():
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 32, 32)])
 def test_encoder_decoder_shapes(arch, conditional, shape):
     torch.manual_seed(0)
-    model = VAE(VAEConfig(arch=arch, image_shape=shape, z_dim=5, hidden=16, num_classes=10 if conditional else None))
+    width = {"hidden": 16} if arch == "mlp" else {"conv_channels": (8, 8, 16), "dense": 16}
+    model = VAE(VAEConfig(arch=arch, image_shape=shape, z_dim=5, num_classes=10 if conditional else None, **width))
     assert model.z_dim == 5 and model.image_shape == shape
     assert model.num_classes == (10 if conditional else None)
     x = torch.rand(4, *shape)
@@ -135,7 +138,7 @@ def test_encoder_decoder_shapes(arch, conditional, shape):
 def test_conv_64px_and_bad_sizes():
     model = VAE(VAEConfig(arch="conv", image_shape=(3, 64, 64), z_dim=2))
     assert model.decode(torch.zeros(2, 2)).shape == (2, 3, 64, 64)
-    with pytest.raises(ValueError, match="vae.arch: conv needs square images"):
+    with pytest.raises(ValueError, match="arch: conv needs square images"):
         VAEConfig(arch="conv", image_shape=(1, 30, 30))
 
 
@@ -164,7 +167,7 @@ def test_train_vae_conditional_conv_and_figures(tmp_path):
     run = train_vae(params, data, seed=0, reports_dir=tmp_path)
     assert set(run.metrics) >= {"vae/test_loss", "vae/test_recon", "vae/test_kl"}
     assert run.metrics["vae/test_loss"] == pytest.approx(run.metrics["vae/test_recon"] + run.metrics["vae/test_kl"])
-    figs = write_figures(run.model, data, tmp_path, seed=0)
+    figs = write_figures(run.model, data.test_images, data.test_labels, tmp_path, seed=0)
     names = {p.name for p in run.figures + figs}
     assert {"recon_epoch001.png", "samples.png", "manifold.png", "latent_scatter.png", "class_grid.png"} <= names
 
@@ -190,7 +193,7 @@ def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     bad = tiny_data()
     bad.train_images = bad.train_images.astype(np.float32)  # a float set can hold a NaN
     bad.train_images[:] = np.nan
-    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 7 .*epoch 1\) is kept"):
+    with pytest.raises(TrainingDiverged, match=r"epoch 2, step 7 .*step 6\) is kept"):
         train_vae(VaeParams(arch="mlp", hidden=16, epochs=2, batch_size=32), bad, seed=0, resume_path=resume)
     assert resume.read_bytes() == good
 
@@ -200,7 +203,7 @@ def test_nan_guard_in_the_stage_names_epoch_and_step(tmp_path):
     set_params(tmp_path, lr=1e30)
     proc = run_stage("train_vae.py", tmp_path, check=False)
     assert proc.returncode == 1, proc.stderr
-    assert "vae: the loss became" in proc.stderr and "epoch 1, step " in proc.stderr
+    assert "vae: training diverged" in proc.stderr and "epoch 1, step " in proc.stderr
     assert "no checkpoint had been written yet" in proc.stderr
     assert not (tmp_path / "models" / "vae" / "checkpoint.pt").exists()
 
@@ -223,38 +226,10 @@ def test_bad_params_name_the_key(tmp_path, override, message):
 def test_conv_on_an_unfit_image_size_names_the_key(tmp_path):
     d = tiny_data(n_train=40, n_test=20, size=30)
     write_data(tmp_path, d)
-    set_params(tmp_path, arch="conv")
+    set_params(tmp_path, arch="conv", hidden=400)
     proc = run_stage("train_vae.py", tmp_path, check=False)
-    assert proc.returncode == 1
+    assert proc.returncode == 2  # a params error: vae.arch does not fit the prepared data
     assert "vae.arch: conv needs square images" in proc.stderr
-
-
-@pytest.mark.slow
-def test_resume_is_bit_exact_across_processes(tmp_path):
-    data = tiny_data()
-    a, b = tmp_path / "a", tmp_path / "b"
-    for root in (a, b):
-        write_data(root, data)
-    set_params(a, epochs=1)
-    run_stage("train_vae.py", a)  # "interrupted" after epoch 1 ...
-    set_params(a, epochs=2)
-    proc = run_stage("train_vae.py", a)  # ... resumed in another process
-    assert "resuming from models/vae_resume/resume.pt at epoch 1/2" in proc.stderr
-    set_params(b, epochs=2)
-    run_stage("train_vae.py", b)  # uninterrupted
-    ca = load_checkpoint(a / "models/vae/checkpoint.pt", "vae")
-    cb = load_checkpoint(b / "models/vae/checkpoint.pt", "vae")
-    assert ca["epoch"] == cb["epoch"] == 2 and ca["step"] == cb["step"]
-    for k, v in cb["model"].items():
-        assert torch.equal(ca["model"][k], v), k
-    for sa, sb in zip(ca["optimizer"]["state"].values(), cb["optimizer"]["state"].values()):
-        assert all(torch.equal(sa[k], sb[k]) for k in sb)
-    assert ca["history"] == cb["history"]
-    assert (a / "metrics/vae.json").read_text() == (b / "metrics/vae.json").read_text()
-    # another config does not resume from that checkpoint
-    set_params(a, epochs=2, lr=2e-3)
-    proc = run_stage("train_vae.py", a)
-    assert "starting fresh" in proc.stderr and "lr: 0.001 -> 0.002" in proc.stderr
 
 
 @pytest.mark.slow

@@ -62,16 +62,15 @@ def load_text_model(path: str | Path, device: str = "cpu") -> _Loaded:
     if path.suffix == ".pt":
         from genlab.data.text import Vocab
         from genlab.runtime import resolve_device
-        from genlab.train.char_rnn import load_char_rnn
+        from genlab.models.char_rnn import load as load_char_rnn
 
         import torch
 
         # one character at a time: tiny matmuls gain nothing from threads, and on busy cores
         # extra threads slow every step down many times over
         torch.set_num_threads(1)
-        model, chars, ckpt = load_char_rnn(path, resolve_device(device))
-        prime = (ckpt.get("train_config") or {}).get("prime", "")
-        return _Loaded(model.step, None, Vocab(chars), prime)
+        model = load_char_rnn(path, resolve_device(device))
+        return _Loaded(model.step, None, Vocab(model.vocab_chars), model.prime)
     raise ValueError(f"unknown model file type {path.suffix!r} for {path}: expected .pt (torch) or .npz (NumPy)")
 
 

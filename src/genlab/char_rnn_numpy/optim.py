@@ -52,6 +52,19 @@ class Optimizer:
             slots[key] = np.zeros_like(like)
         return slots[key]
 
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """The step count and every slot as flat ``"<param>/<slot>"`` arrays (for an .npz)."""
+        out = {f"{name}/{key}": v for name, slots in self.state.items() for key, v in slots.items()}
+        return {"t": np.array(self.t), **out}
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        self.t = int(state["t"])
+        self.state = {}
+        for flat, v in state.items():
+            if flat != "t":
+                name, key = flat.rsplit("/", 1)
+                self.state.setdefault(name, {})[key] = np.array(v)
+
     def step(self, params: Params, grads: Params) -> None:
         self.t += 1
         for name, p in params.items():

@@ -8,9 +8,13 @@ and generates the text samples. It returns everything; the stage writes the file
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -19,7 +23,7 @@ from pydantic import Field, field_validator, model_validator
 from genlab.char_rnn_numpy.model import CharRNN, RNNConfig
 from genlab.char_rnn_numpy.optim import OPTIMIZERS, Optimizer, clip_gradients, make_optimizer
 from genlab.params import StrictModel
-from genlab.runtime import log, progress
+from genlab.runtime import atomic_path, log, progress
 from genlab.sampling import check_temperature, generate_text
 
 
@@ -42,7 +46,8 @@ class CharRNNNumpyParams(StrictModel):
     momentum: float = Field(0.0, ge=0, lt=1)  # sgd only
     clip: float = Field(5.0, gt=0)  # every gradient element clipped to [-clip, clip]
     max_steps: int = Field(2000, gt=0)
-    max_seconds: float = Field(120.0, gt=0)  # wall-clock cap on training (then stop early)
+    max_seconds: float | None = Field(None, gt=0)  # opt-in wall-clock stop (then results depend on the machine)
+    checkpoint_every: int = Field(250, gt=0)  # steps between resume checkpoints
     loss_smoothing: float = Field(0.999, ge=0, lt=1)  # EMA of the training loss, as min-char-rnn
     log_interval: int = Field(10, gt=0)  # steps per row of plots/char_rnn_numpy/loss.tsv
     eval_interval: int = Field(250, gt=0)  # steps between validation passes
@@ -50,7 +55,7 @@ class CharRNNNumpyParams(StrictModel):
     # optimizer comparison: the same model and data, once per optimizer (its own lr)
     compare_lr: dict[str, float] = {"sgd": 0.3, "rmsprop": 2e-3, "adam": 2e-3}
     compare_steps: int = Field(300, ge=0)  # 0 skips the comparison
-    compare_max_seconds: float = Field(30.0, gt=0)  # per optimizer
+    compare_max_seconds: float | None = Field(None, gt=0)  # opt-in wall-clock stop per optimizer
     # sampling
     prime: str = "The "
     temperature: float = Field(0.8, gt=0)
@@ -164,6 +169,9 @@ def train(
     log_interval: int = 10,
     loss_smoothing: float = 0.999,
     desc: str = "char_rnn_numpy",
+    resume_path: str | Path | None = None,
+    resume_key: dict[str, Any] | None = None,
+    checkpoint_every: int | None = None,
 ) -> TrainResult:
     """Train `model` in place for `max_steps` (B, T) chunks or `max_seconds`, whichever first.
 
@@ -171,14 +179,41 @@ def train(
     `loss_smoothing` per step, as in min-char-rnn. Validation (if `val_ids` and
     `eval_interval`) runs every `eval_interval` steps and after the last one; its time is not
     counted in `train_seconds` (so `chars_per_s` is the training throughput).
+
+    Resume, with the shared torch loop's semantics: every `checkpoint_every` steps and after the
+    last one, the weights, the optimizer's slots, the hidden state, the stream position and the
+    history go to `resume_path` (an .npz, atomically; no pickle). A run whose `resume_key`
+    matches continues from it and ends bit-identical to an uninterrupted one; a finished run is
+    restored without training; another key starts fresh, saying which keys differ.
     """
+    max_seconds = float("inf") if max_seconds is None else max_seconds
     streams = BatchStreams(train_ids, batch_size, seq_length)
     res = TrainResult(model, smooth_loss=float(np.log(model.cfg.vocab_size)))
     h = model.zero_state(batch_size)
     window_loss, window_acc = [], []
-    bar = progress(desc=desc, total=max_steps, unit="step")
-    t_train = 0.0
-    for step in range(1, max_steps + 1):
+    t_train, start = 0.0, 1
+    key = {"resume_key": resume_key or {}, "max_steps": max_steps, "config": model.cfg.__dict__.copy()}
+    state = load_resume(resume_path, key, desc) if resume_path is not None else None
+    if state is not None:
+        model.params.update(state["params"])
+        optimizer.load_state_dict(state["optimizer"])
+        h = state["h"]
+        streams.pos, streams.epoch = state["pos"], state["epoch"]
+        res.history, res.val_history, res.losses = state["history"], state["val_history"], state["losses"]
+        res.smooth_loss, t_train = state["smooth_loss"], state["train_seconds"]
+        window_loss, window_acc = state["window_loss"], state["window_acc"]
+        res.steps = state["step"]
+        res.chars = res.steps * batch_size * seq_length
+        start = res.steps + 1
+        log(f"{desc}: resuming from {resume_path} at step {res.steps}/{max_steps}")
+
+    def save(step: int) -> None:
+        if resume_path is not None:
+            save_resume(resume_path, key, model, optimizer, h, streams, res, t_train, window_loss, window_acc, step)
+
+    stop_at = int(os.environ["GENLAB_STOP_AFTER_STEPS"]) if os.environ.get("GENLAB_STOP_AFTER_STEPS") else None
+    bar = progress(desc=desc, total=max_steps, initial=start - 1, unit="step")
+    for step in range(start, max_steps + 1):
         t0 = time.perf_counter()
         x, y, wrapped = streams.next()
         if wrapped:
@@ -204,11 +239,59 @@ def train(
             val_loss, val_acc = model.evaluate(val_ids, batch_size, seq_length, eval_chars)
             res.val_history.append({"step": step, "val_loss": val_loss, "val_acc": val_acc})
         bar.update(1)
+        if last or (checkpoint_every and step % checkpoint_every == 0):
+            save(step)
+        if stop_at is not None and step >= stop_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # a hard crash, as kill -9 would be
         if last:
             break
     bar.close()
     res.train_seconds = t_train
     return res
+
+
+def save_resume(path: str | Path, key: dict[str, Any], model: CharRNN, optimizer: Optimizer, h: list[np.ndarray],
+                streams: BatchStreams, res: TrainResult, t_train: float, window_loss: list[float],
+                window_acc: list[float], step: int) -> None:
+    """The full training state as one .npz (arrays, and JSON for the rest), written atomically."""
+    meta = {"key": key, "step": step, "pos": streams.pos, "epoch": streams.epoch, "smooth_loss": res.smooth_loss,
+            "train_seconds": t_train, "history": res.history, "val_history": res.val_history,
+            "window_loss": window_loss, "window_acc": window_acc, "n_h": len(h)}
+    arrays = {f"param/{k}": v for k, v in model.params.items()}
+    arrays.update({f"opt/{k}": v for k, v in optimizer.state_dict().items()})
+    arrays.update({f"h/{i}": v for i, v in enumerate(h)})
+    arrays["losses"] = np.asarray(res.losses, dtype=np.float64)
+    arrays["meta_json"] = np.array(json.dumps(meta, sort_keys=True, default=float))
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def load_resume(path: str | Path, key: dict[str, Any], desc: str) -> dict[str, Any] | None:
+    """The state :func:`save_resume` wrote, or None (missing, unreadable, or other settings: logged)."""
+    path = Path(path)
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(str(data["meta_json"]))
+            arrays = {k: data[k] for k in data.files}
+    except (OSError, KeyError, ValueError) as exc:
+        log(f"{desc}: cannot resume from {path} ({exc}); starting fresh")
+        return None
+    old = json.loads(json.dumps(meta["key"]))
+    new = json.loads(json.dumps(key, default=float))
+    if old != new:
+        diff = [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
+        log(f"{desc}: {path} was written under other settings ({'; '.join(diff)[:300]}); starting fresh")
+        return None
+    return {
+        **meta,
+        "params": {k[len("param/"):]: v for k, v in arrays.items() if k.startswith("param/")},
+        "optimizer": {k[len("opt/"):]: v for k, v in arrays.items() if k.startswith("opt/")},
+        "h": [arrays[f"h/{i}"] for i in range(meta["n_h"])],
+        "losses": arrays["losses"].tolist(),
+    }
 
 
 def compare_optimizers(
@@ -295,8 +378,14 @@ def temperature_sweep(model: CharRNN, prime: str, temperatures: list[float], len
     return "\n".join(parts)
 
 
+# must match to resume; free: max_seconds, the comparison and the sampling keys (max_steps: in the key too)
+RESUME_KEYS = ("hidden_size", "num_layers", "dtype", "blas_threads", "seq_length", "batch_size", "optimizer", "lr",
+               "momentum", "clip", "loss_smoothing", "log_interval", "eval_interval", "eval_chars", "checkpoint_every")
+
+
 def run_char_rnn_numpy(
-    train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNumpyParams, seed: int
+    train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNumpyParams, seed: int,
+    resume_path: str | Path | None = None, data_fingerprint: str = "",
 ) -> CharRNNNumpyOutcome:
     """Train, evaluate, compare the optimizers and sample: the `train_char_rnn_numpy` stage."""
     if cfg.prime:
@@ -305,11 +394,11 @@ def run_char_rnn_numpy(
         except ValueError as exc:
             raise ValueError(f"char_rnn_numpy.prime {cfg.prime!r}: {exc}") from None
     with blas_threads(cfg.blas_threads):
-        return _run(train_ids, val_ids, vocab, cfg, seed)
+        return _run(train_ids, val_ids, vocab, cfg, seed, resume_path, data_fingerprint)
 
 
-def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNumpyParams, seed: int
-         ) -> CharRNNNumpyOutcome:
+def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNumpyParams, seed: int,
+         resume_path: str | Path | None, data_fingerprint: str) -> CharRNNNumpyOutcome:
     rnn = cfg.rnn_config(vocab.size)
     model = CharRNN(rnn, rng=np.random.default_rng(seed), vocab=vocab)
     log(f"char_rnn_numpy: {rnn.num_layers}x{rnn.hidden_size} tanh RNN, {model.num_parameters:,} parameters, "
@@ -317,7 +406,10 @@ def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNum
     res = train(model, train_ids, val_ids, make_optimizer(cfg.optimizer, cfg.lr, cfg.momentum),
                 batch_size=cfg.batch_size, seq_length=cfg.seq_length, clip=cfg.clip,
                 max_steps=cfg.max_steps, max_seconds=cfg.max_seconds, eval_interval=cfg.eval_interval,
-                eval_chars=cfg.eval_chars, log_interval=cfg.log_interval, loss_smoothing=cfg.loss_smoothing)
+                eval_chars=cfg.eval_chars, log_interval=cfg.log_interval, loss_smoothing=cfg.loss_smoothing,
+                resume_path=resume_path, checkpoint_every=cfg.checkpoint_every,
+                resume_key={"seed": seed, "data": data_fingerprint,
+                            **{k: v for k, v in cfg.model_dump(mode="json").items() if k in RESUME_KEYS}})
     final = res.val_history[-1]
     metrics = {
         "char_rnn_numpy/val_loss": final["val_loss"],

@@ -8,37 +8,44 @@ char-rnn (2015), with a learned embedding as an option instead of the one-hot in
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 from torch import nn
 
-from genlab.params import StrictModel
+from genlab.models.contract import ModelConfig, bounds, load_model, save_model
 from genlab.sampling import generate_text
+
+KIND = "char_rnn"
 
 State = Any  # h (L, B, H) for rnn/gru, (h, c) for lstm
 
 
-class CharRNNConfig(StrictModel):
+@dataclass
+class Config(ModelConfig):
     """Everything needed to rebuild the model (stored in the checkpoint as a plain dict)."""
 
-    vocab_size: int = Field(gt=0)
+    vocab_size: int = field(default=96, metadata=bounds(gt=0))
     cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = Field(2, ge=1, le=8)
-    hidden: int = Field(256, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
+    layers: int = field(default=2, metadata=bounds(ge=1, le=8))
+    hidden: int = field(default=256, metadata=bounds(gt=0))
+    dropout: float = field(default=0.0, metadata=bounds(ge=0, lt=1))  # between layers and before the output layer
     input: Literal["embedding", "onehot"] = "embedding"
-    embed_dim: int = Field(64, gt=0)  # used when input == "embedding"
+    embed_dim: int = field(default=64, metadata=bounds(gt=0))  # input: embedding only
+
+    def check(self) -> None:
+        self.only_for("input", {"embed_dim": ("embedding",)})
 
 
 _CELLS = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 
 
 class CharRNN(nn.Module):
-    def __init__(self, cfg: CharRNNConfig):
+    def __init__(self, cfg: Config):
         super().__init__()
         self.cfg = cfg
         if cfg.input == "embedding":
@@ -111,6 +118,20 @@ class CharRNN(nn.Module):
         return sum(p.numel() for p in self.parameters())
 
 
-def build_model(config: dict[str, Any]) -> CharRNN:
-    """Rebuild a model from the plain-dict config stored in a checkpoint."""
-    return CharRNN(CharRNNConfig.model_validate(config))
+def build(config: Config) -> CharRNN:
+    return CharRNN(config)
+
+
+def save(path: str | Path, model: CharRNN, **extra: Any) -> Path:
+    """A self-describing checkpoint: config, weights and `extra`; the stage stores the vocabulary
+    (``vocab={"chars": [...]}``) and the training prime there, so the file generates text alone."""
+    return save_model(path, KIND, model.cfg, {"model": model}, **extra)
+
+
+def load(path: str | Path, device: str | torch.device = "cpu") -> CharRNN:
+    """The model of a ``train_char_rnn`` checkpoint, in eval mode, with ``vocab_chars`` (the
+    vocabulary's characters, by id) and ``prime`` (the text training sampled from) attached."""
+    model, ckpt = load_model(path, KIND, Config, build, {"model": lambda m: m})
+    model.vocab_chars = list((ckpt.get("vocab") or {}).get("chars") or [])
+    model.prime = str(ckpt.get("prime") or "")
+    return model.to(device).eval()

@@ -198,14 +198,11 @@ class ClassifierBackend:
 
 
 def load_char_rnn_model(path: str | Path) -> tuple[Any, list[str], str]:
-    """(model, vocabulary characters, training prime) of a torch char-RNN checkpoint.
+    """(model, vocabulary characters, training prime) of a torch char-RNN checkpoint."""
+    from genlab.models.char_rnn import load
 
-    The one place serving reaches into the char-RNN's training module (its loader lives there today)."""
-    from genlab.train.char_rnn import load_char_rnn
-
-    model, chars, ckpt = load_char_rnn(path, "cpu")
-    prime = (ckpt.get("train_config") or {}).get("prime", "")
-    return model, chars, prime if isinstance(prime, str) else ""
+    model = load(path, "cpu")
+    return model, model.vocab_chars, model.prime
 
 
 class TextBackend:
@@ -263,4 +260,12 @@ class GenlabModel(mlflow.pyfunc.PythonModel):
 
     # the explicit signature validates input; the hint only tells MLflow predict takes a table
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
-        return self.backend.predict(_frame(model_input))
+        try:
+            return self.backend.predict(_frame(model_input))
+        except BadRequest as exc:
+            # `mlflow models serve` answers an MlflowException with its status (400 here) and
+            # message; any other exception becomes a 400 that only says "unexpected error"
+            from mlflow.exceptions import MlflowException
+            from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
+
+            raise MlflowException(str(exc), error_code=INVALID_PARAMETER_VALUE) from None

@@ -1,17 +1,17 @@
-"""Training loop of the torch char-RNN: AdamW, gradient clipping, random-offset batches,
-periodic validation with the best checkpoint kept, a step and a wall-time budget.
+"""The torch char-RNN step: AdamW on next-character cross-entropy, plugged into the shared loop.
 
-Validation runs the model over contiguous streams of the validation ids with the hidden
-state carried from chunk to chunk (as char-rnn evaluates), so every character is predicted
-with its full left context rather than from a cold state at each window start.
+Training windows are contiguous chunks of ``seq_len + 1`` characters on a grid whose offset
+shifts every epoch; the loop draws their order as a pure function of (seed, epoch), so a
+resumed run reads exactly the windows an uninterrupted one would. Validation runs every
+``eval_interval`` steps over contiguous streams of the validation ids with the hidden state
+carried from chunk to chunk (as char-rnn evaluates), and the best weights are kept. The budget
+is ``max_steps``; ``max_seconds`` is an opt-in wall-clock stop whose metrics say it stopped them.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,25 +21,16 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
-from genlab.checkpoint import load_checkpoint, rng_state, save_checkpoint
-from genlab.models.char_rnn import CharRNN, CharRNNConfig, build_model
-from genlab.params import StrictModel
-from genlab.runtime import log, progress
+from genlab.models import char_rnn as char_rnn_model
+from genlab.models.char_rnn import CharRNN
+from genlab.params import StrictModel, config_error, model_section
+from genlab.runtime import log
+from genlab.train.loop import Loop, LoopConfig, StepModule
 
-KIND = "char_rnn"
 
+class _CharRNNTrainParams(StrictModel):
+    """The `char_rnn` section of params.yaml: these training keys plus the model's (models/char_rnn.py Config)."""
 
-class CharRNNParams(StrictModel):
-    """The `char_rnn` section of params.yaml."""
-
-    # model
-    cell: Literal["rnn", "lstm", "gru"] = "lstm"
-    layers: int = Field(2, ge=1, le=8)
-    hidden: int = Field(256, gt=0)
-    dropout: float = Field(0.0, ge=0, lt=1)
-    input: Literal["embedding", "onehot"] = "embedding"
-    embed_dim: int = Field(64, gt=0)
-    # optimisation
     seq_len: int = Field(64, ge=2)
     batch_size: int = Field(32, gt=0)
     lr: float = Field(2e-3, gt=0)
@@ -47,10 +38,13 @@ class CharRNNParams(StrictModel):
     grad_clip: float = Field(1.0, gt=0)  # max global gradient norm
     lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to lr/10 at max_steps
     max_steps: int = Field(1000, gt=0)
-    max_seconds: float | None = Field(None, gt=0)  # wall-time budget of the loop (evals included)
+    max_seconds: float | None = Field(None, gt=0)  # opt-in wall-time stop (then results depend on the machine)
     eval_interval: int = Field(100, gt=0)
     eval_chars: int | None = Field(32768, gt=0)  # val chars per periodic eval (null: all); the final eval uses all
     eval_streams: int = Field(32, gt=0)  # contiguous val streams evaluated in parallel
+    log_every: int = Field(20, gt=0)  # steps per row of the step curves (MLflow)
+    checkpoint_every: int = Field(100, gt=0)  # steps between resume checkpoints
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
     # CPU threads for torch (null: torch's default, one per core); 1 is much faster when other
     # jobs share the cores (a `dvc queue start -j 2`, the test suite)
     threads: int | None = Field(1, gt=0)
@@ -62,14 +56,26 @@ class CharRNNParams(StrictModel):
     sweep_length: int = Field(500, ge=0)
 
     @model_validator(mode="after")
-    def _check(self) -> "CharRNNParams":
+    def _check(self) -> "_CharRNNTrainParams":
         if any(not (t > 0) for t in self.sweep_temperatures):
             raise ValueError(f"sweep_temperatures must all be > 0, got {self.sweep_temperatures}")
+        self.model_config_for_data(96)
         return self
 
-    def model_config_dict(self, vocab_size: int) -> dict[str, Any]:
-        keys = ("cell", "layers", "hidden", "dropout", "input", "embed_dim")
-        return CharRNNConfig(vocab_size=vocab_size, **{k: getattr(self, k) for k in keys}).model_dump()
+    def model_config_for_data(self, vocab_size: int) -> char_rnn_model.Config:
+        keys = set(MODEL_KEYS)
+        try:
+            return char_rnn_model.Config(vocab_size=vocab_size, **{k: v for k, v in self.model_dump().items() if k in keys})
+        except char_rnn_model.ConfigError as exc:
+            raise config_error(exc, "char_rnn", {"vocab_size": "prepare_text.source"}) from None
+
+
+CharRNNParams = model_section("CharRNNParams", char_rnn_model.Config, _CharRNNTrainParams, exclude=("vocab_size",))
+MODEL_KEYS = tuple(k for k in CharRNNParams.model_fields if k not in _CharRNNTrainParams.model_fields)
+# must match to resume; free: max_steps (a run may be extended; included with the cosine
+# schedule, which it sets), max_seconds, log_every, checkpoint_every and the sampling keys
+RESUME_KEYS = MODEL_KEYS + ("seq_len", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "eval_interval",
+                            "eval_chars", "eval_streams", "amp", "threads")
 
 
 @dataclass
@@ -77,24 +83,20 @@ class CharRNNResult:
     model: CharRNN
     history: list[dict[str, Any]] = field(default_factory=list)
     metrics: dict[str, float] = field(default_factory=dict)
+    resumed_from_step: int = 0
 
 
-def random_batch(ids: torch.Tensor, batch: int, seq_len: int, gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """`batch` windows at uniform random offsets: inputs (B, T) and next-char targets (B, T)."""
-    starts = torch.randint(0, ids.numel() - seq_len, (batch,), generator=gen)
-    idx = starts[:, None] + torch.arange(seq_len + 1)  # (B, T + 1)
-    chunk = ids[idx]
-    return chunk[:, :-1], chunk[:, 1:]
-
-
-def autocast(device: torch.device):
-    """bf16 autocast on CUDA only; a no-op context on CPU."""
-    return torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda")
+def window_starts(n_chars: int, seq_len: int, epoch: int, seed: int) -> tuple[int, int]:
+    """(offset, number of windows) of `epoch`'s grid of windows: window i covers characters
+    offset + i*seq_len ... + seq_len (inputs and next-character targets). The offset shifts with
+    the epoch (a pure function of seed and epoch); the count is the same for every offset."""
+    offset = int(torch.randint(seq_len, (1,), generator=torch.Generator().manual_seed(seed * 7919 + epoch)))
+    return offset, (n_chars - seq_len) // seq_len
 
 
 @torch.no_grad()
 def evaluate(model: CharRNN, ids: torch.Tensor, seq_len: int, streams: int, max_chars: int | None,
-             device: torch.device) -> dict[str, float]:
+             device: torch.device, autocast: Any = None) -> dict[str, float]:
     """Loss (nats/char), bits/char and next-char accuracy over `ids` (or `max_chars` of them).
 
     The ids are cut into `streams` contiguous streams spread over the whole split (evenly
@@ -113,7 +115,7 @@ def evaluate(model: CharRNN, ids: torch.Tensor, seq_len: int, streams: int, max_
     for t0 in range(0, span, seq_len):
         x = data[:, t0 : min(t0 + seq_len, span)]  # (S, t)
         y = data[:, t0 + 1 : min(t0 + seq_len, span) + 1]  # (S, t)
-        with autocast(device):
+        with autocast if autocast is not None else contextlib.nullcontext():
             logits, state = model(x, state)
         logits = logits.float()
         total_loss += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.size(-1)), y.reshape(-1), reduction="sum").item()
@@ -136,16 +138,68 @@ def torch_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(prev)
 
 
-def train_char_rnn(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
-                   device: torch.device, checkpoint_path: str | Path, seed: int = 0) -> CharRNNResult:
-    """Train a char-RNN; the best model by validation loss is written to `checkpoint_path`
-    (and returned, loaded). Stops at `max_steps` or after `max_seconds`, whichever first."""
+class CharRNNStep(StepModule):
+    def __init__(self, cfg: Any, model: CharRNN, train_ids: torch.Tensor, val_ids: torch.Tensor, seed: int):
+        self.cfg, self.model, self.train_ids, self.val_ids, self.seed = cfg, model, train_ids, val_ids, seed
+        self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.schedulers = ({"sched": torch.optim.lr_scheduler.CosineAnnealingLR(
+            self.opt, T_max=cfg.max_steps, eta_min=cfg.lr / 10)} if cfg.lr_schedule == "cosine" else {})
+        self.best: dict[str, Any] = {"loss": math.inf, "step": 0}
+        self.best_state: dict[str, torch.Tensor] | None = None
+        self.arange = torch.arange(cfg.seq_len + 1)
+        self.loss_sum, self.loss_n = torch.zeros(()), 0  # training loss since the last validation
+
+    def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
+        cfg, device = self.cfg, self.model.head.weight.device
+        offset, _ = window_starts(self.train_ids.numel(), cfg.seq_len, self.loop.epoch, self.seed)
+        chunk = self.train_ids[(offset + idx.cpu() * cfg.seq_len)[:, None] + self.arange]  # (B, T + 1)
+        x, y = chunk[:, :-1].to(device), chunk[:, 1:].to(device)
+        with self.loop.autocast():
+            logits, _ = self.model(x)  # (B, T) -> (B, T, V)
+        loss = self.model.loss(logits, y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        self.opt.step()
+        if self.schedulers:
+            self.schedulers["sched"].step()
+        self.loss_sum = self.loss_sum + loss.detach().float().cpu()
+        self.loss_n += 1
+        return {"train_loss": loss.detach()}
+
+    def on_eval(self, step: int) -> dict[str, float]:
+        cfg = self.cfg
+        val = evaluate(self.model, self.val_ids, cfg.seq_len, cfg.eval_streams, cfg.eval_chars,
+                       self.model.head.weight.device, self.loop.autocast())
+        if val["loss"] < self.best["loss"]:
+            self.best = {**val, "step": step}
+            self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        train = float(self.loss_sum) / max(self.loss_n, 1)
+        self.loss_sum, self.loss_n = torch.zeros(()), 0
+        return {"train_loss": train, "val_loss": val["loss"], "val_acc": val["acc"]}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {"best": {k: float(v) for k, v in self.best.items()}, "best_state": self.best_state,
+                "loss_sum": self.loss_sum, "loss_n": self.loss_n}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        self.best = {**state["best"], "step": int(state["best"]["step"])}
+        self.best_state = state["best_state"]
+        self.loss_sum, self.loss_n = state["loss_sum"].cpu(), int(state["loss_n"])
+
+
+def train_char_rnn(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
+                   device: torch.device, *, seed: int = 0, resume_path: str | Path | None = None,
+                   data_fingerprint: str = "") -> CharRNNResult:
+    """Train a char-RNN (`cfg`: a :data:`CharRNNParams`) for ``max_steps``; return the best
+    model by validation loss (loaded), its history and metrics."""
     with torch_threads(cfg.threads):
-        return _train(cfg, train_ids, val_ids, vocab_chars, device, checkpoint_path, seed)
+        return _train(cfg, train_ids, val_ids, vocab_chars, device, seed, resume_path, data_fingerprint)
 
 
-def _train(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
-           device: torch.device, checkpoint_path: str | Path, seed: int) -> CharRNNResult:
+def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str], device: torch.device,
+           seed: int, resume_path: str | Path | None, data_fingerprint: str) -> CharRNNResult:
     need = cfg.seq_len + 2
     for name, ids in (("train", train_ids), ("val", val_ids)):
         if len(ids) < need:
@@ -156,100 +210,49 @@ def _train(cfg: CharRNNParams, train_ids: np.ndarray, val_ids: np.ndarray, vocab
                          f"{', '.join(map(repr, missing))}")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the float32 recurrence
-    checkpoint_path = Path(checkpoint_path)
-    model_config = cfg.model_config_dict(len(vocab_chars))
-    model = build_model(model_config).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    sched = None
-    if cfg.lr_schedule == "cosine":
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=cfg.max_steps, eta_min=cfg.lr / 10)
-    gen = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
+    model = char_rnn_model.build(cfg.model_config_for_data(len(vocab_chars))).to(device)
     train_t = torch.as_tensor(train_ids, dtype=torch.long)
     val_t = torch.as_tensor(val_ids, dtype=torch.long)
+    _, n_windows = window_starts(len(train_ids), cfg.seq_len, 0, seed)
+    batch = min(cfg.batch_size, n_windows)
     log(f"char_rnn: {cfg.layers}-layer {cfg.cell.upper()} hidden {cfg.hidden}, {model.num_parameters():,} parameters, "
         f"{len(train_ids):,} train / {len(val_ids):,} val chars, device {device}")
-
-    def save(step: int, val: dict[str, float]) -> None:
-        save_checkpoint(checkpoint_path, kind=KIND, config=model_config, vocab={"chars": list(vocab_chars)},
-                        model=model.state_dict(), optimizer=opt.state_dict(), step=step,
-                        val_loss=val["loss"], train_config=cfg.model_dump(mode="json"), rng=rng_state())
-
-    history: list[dict[str, Any]] = []
-    best: dict[str, Any] = {"loss": math.inf}
-    best_state: dict[str, torch.Tensor] | None = None
-    train_time = 0.0  # seconds spent in optimisation steps only (for chars/s)
-    loss_sum, loss_n, step = 0.0, 0, 0
-    t_start = time.perf_counter()
-    stopped_by = "max_steps"
-    bar = progress(desc="train char_rnn", total=cfg.max_steps, unit="step")
-    model.train()
-    while step < cfg.max_steps:
-        t0 = time.perf_counter()
-        x, y = random_batch(train_t, cfg.batch_size, cfg.seq_len, gen)
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with autocast(device):
-            logits, _ = model(x)  # (B, T) -> (B, T, V)
-        loss = model.loss(logits, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-        opt.step()
-        if sched is not None:
-            sched.step()
-        loss_sum += loss.item()  # .item() syncs, so train_time is honest on CUDA too
-        loss_n += 1
-        step += 1
-        train_time += time.perf_counter() - t0
-        bar.update(1)
-        out_of_time = cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds
-        if step % cfg.eval_interval == 0 or step == cfg.max_steps or out_of_time:
-            val = evaluate(model, val_t, cfg.seq_len, cfg.eval_streams, cfg.eval_chars, device)
-            row = {"step": step, "train_loss": loss_sum / loss_n, "val_loss": val["loss"], "val_acc": val["acc"],
-                   "seconds": time.perf_counter() - t_start}
-            history.append(row)
-            bar.set_postfix(train=f"{row['train_loss']:.3f}", val=f"{val['loss']:.3f}")
-            loss_sum, loss_n = 0.0, 0
-            if val["loss"] < best["loss"]:
-                best = {**val, "step": step}
-                best_state = copy.deepcopy(model.state_dict())
-                save(step, val)
-        if out_of_time:
-            stopped_by = "max_seconds"
-            break
-    bar.close()
-    wall = time.perf_counter() - t_start
-    if stopped_by == "max_seconds":
-        log(f"char_rnn: stopped by max_seconds={cfg.max_seconds} at step {step} (results then depend on machine speed)")
-    if best_state is None:
-        raise RuntimeError(f"char_rnn: validation loss was never finite (training diverged; last train loss "
-                           f"{history[-1]['train_loss']:.4g}): lower char_rnn.lr or char_rnn.grad_clip")
-    model.load_state_dict(best_state)
-    final = evaluate(model, val_t, cfg.seq_len, cfg.eval_streams, None, device)
-    chars_per_s = step * cfg.batch_size * cfg.seq_len / max(train_time, 1e-9)
+    values = cfg.model_dump(mode="json")
+    key = {k: values[k] for k in RESUME_KEYS + (("max_steps",) if cfg.lr_schedule == "cosine" else ())}
+    trainer = CharRNNStep(cfg, model, train_t, val_t, seed)
+    loop = Loop(LoopConfig(
+        name="char_rnn", n_items=n_windows, batch_size=batch, epochs=math.ceil(cfg.max_steps / (n_windows // batch)),
+        seed=seed, device=device, amp=cfg.amp, drop_last=True, max_steps=cfg.max_steps, max_seconds=cfg.max_seconds,
+        log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.eval_interval,
+        resume_path=resume_path, resume_key=key, data_fingerprint=data_fingerprint,
+    ), trainer)
+    res = loop.run()
+    if trainer.best_state is None:
+        raise RuntimeError("char_rnn: validation loss was never finite (training diverged): "
+                           "lower char_rnn.lr or char_rnn.grad_clip")
+    model.load_state_dict(trainer.best_state)
+    final = evaluate(model, val_t, cfg.seq_len, cfg.eval_streams, None, device, loop.autocast())
+    model.eval()
+    chars_per_s = (res.step - res.resumed_from_step) * batch * cfg.seq_len / max(res.train_seconds, 1e-9)
+    # the curve: one row per validation (with the mean training loss since the previous one)
+    history = [{k: r[k] for k in ("step", "train_loss", "val_loss", "val_acc")} for r in res.eval_history]
     metrics = {
         "char_rnn/val_loss": final["loss"],
         "char_rnn/val_bpc": final["bpc"],
         "char_rnn/val_acc": final["acc"],
-        "char_rnn/best_step": best["step"],
-        "char_rnn/steps": step,
+        "char_rnn/best_step": int(trainer.best["step"]),
+        "char_rnn/steps": res.step,
         "char_rnn/chars_per_s": chars_per_s,
-        "char_rnn/train_seconds": wall,
-        "char_rnn/stopped_by_time": int(stopped_by == "max_seconds"),
+        "char_rnn/train_seconds": res.train_seconds,
+        "char_rnn/stopped_by_time": int(res.stopped_by == "max_seconds"),
         "char_rnn/params": model.num_parameters(),
         "char_rnn/train_loss_last": history[-1]["train_loss"],
+        "char_rnn/bf16": int(res.bf16),
     }
     log(f"char_rnn: best val loss {final['loss']:.4f} nats/char ({final['bpc']:.3f} bpc, acc {final['acc']:.3f}) "
-        f"at step {best['step']}/{step}, {chars_per_s:,.0f} chars/s, {wall:.0f} s")
-    return CharRNNResult(model=model, history=history, metrics=metrics)
-
-
-def load_char_rnn(path: str | Path, device: torch.device | str = "cpu") -> tuple[CharRNN, list[str], dict[str, Any]]:
-    """(model in eval mode, vocab chars, checkpoint dict) from a `train_char_rnn` checkpoint."""
-    ckpt = load_checkpoint(path, KIND, map_location=device)
-    model = build_model(ckpt["config"]).to(device)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    return model, list(ckpt["vocab"]["chars"]), ckpt
+        f"at step {trainer.best['step']}/{res.step}, {chars_per_s:,.0f} chars/s")
+    return CharRNNResult(model=model, history=history, metrics=metrics, resumed_from_step=res.resumed_from_step)
 
 
 def sample_reports(model: CharRNN, vocab: Any, cfg: CharRNNParams, seed: int) -> tuple[str, str]:

@@ -245,6 +245,7 @@ def train_classifier(
         raise ValueError(f"classifier: test images {test_images.shape[1:]} differ from train images {train_images.shape[1:]}")
     num_classes = len(class_names) if class_names else int(max(train_labels.max(), test_labels.max())) + 1
     mcfg = cfg.model_config_for_data(c, h, list(class_names or [str(i) for i in range(num_classes)]))
+    torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = classifier_model.build(mcfg).to(device)
     values = cfg.model_dump(mode="json")
     loop_cfg = LoopConfig(

@@ -177,6 +177,7 @@ class GanStep(StepModule):
         self.cfg, self.mcfg, self.data, self.labels, self.seed = cfg, mcfg, data, labels, seed
         self.grid_dir, self.callback = grid_dir, on_epoch_end
         device = data.device
+        torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
         gen, disc = gan_model.build(mcfg)
         gen, disc = gen.to(device), disc.to(device)
         if cfg.channels_last:

@@ -189,7 +189,8 @@ class Loop:
         self.epoch = self.step_in_epoch = self.step = 0
         self.total_steps = cfg.total_steps
         self.epoch_means: dict[str, float] = {}  # the step metrics' means over the epoch that just ended
-        self.key = {"trainer": cfg.name, "config": cfg.resume_key, "seed": cfg.seed, "device": self.device.type,
+        # the config under the trainer's name, so a mismatch reads as its params key (gan.lr: ...)
+        self.key = {"trainer": cfg.name, cfg.name: cfg.resume_key, "seed": cfg.seed, "device": self.device.type,
                     "bf16": self.bf16, "data": cfg.data_fingerprint}
         trainer.loop = self
 

@@ -203,6 +203,7 @@ def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str 
     if data.train_images.shape[0] < 2:
         raise ValueError("vae: needs at least 2 training images")
     shape = tuple(int(v) for v in data.train_images.shape[1:])
+    torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
     trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None)
     values = cfg.model_dump(mode="json")
