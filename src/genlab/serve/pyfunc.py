@@ -5,7 +5,10 @@ Each model is logged with MLflow's "models from code": the model's code is
 genlab must be installed where the model is loaded) and its only artifact is the
 self-describing checkpoint the stage wrote, opened with ``torch.load(weights_only=True)`` by
 genlab's own loaders. Loading runs no pickle at all, so it works with
-``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``.
+``MLFLOW_ALLOW_PICKLE_DESERIALIZATION=false``, and a checkpoint carrying a pickled object is
+refused. (Loading does run the model's code file, as for any pyfunc model; `genlab serve
+--model-uri` reads only the checkpoint.) Bad input raises an ``MlflowException`` with a one-line
+message, which `mlflow models serve` answers with a 400.
 
 What ``predict`` takes and returns (one input row = one request; see the signatures below):
 
@@ -255,7 +258,8 @@ class GenlabModel(mlflow.pyfunc.PythonModel):
 
     @property
     def service(self) -> GeneratorService | None:
-        """The generator behind this model (None for a classifier or char-RNN): `genlab serve` uses it."""
+        """The generator behind this model (None for a classifier or char-RNN), for Python callers:
+        ``mlflow.pyfunc.load_model(uri).unwrap_python_model().service.sample(seed, count)``."""
         return getattr(self.backend, "service", None)
 
     # the explicit signature validates input; the hint only tells MLflow predict takes a table
