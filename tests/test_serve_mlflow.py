@@ -17,8 +17,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import yaml
-from serve_helpers import (free_port, http_json, make_checkpoints, output, start_genlab_serve, start_mlflow_serve, stop,
-                           tampered_checkpoint, wait_http)
+from serve_helpers import free_port, http_json, make_checkpoints, output, start_mlflow_serve, stop, tampered_checkpoint, wait_http
 
 from genlab.serve.generator import GeneratorService, decode_png
 
@@ -154,21 +153,24 @@ def test_tampered_checkpoint_is_refused_without_running_its_code(logged, tmp_pat
     assert not marker.exists()
 
 
-def test_genlab_serve_model_uri_reads_the_checkpoint_and_runs_no_model_code(logged, tmp_path):
+def test_genlab_serve_model_uri_reads_the_checkpoint_and_runs_no_model_code(logged, tmp_path, monkeypatch):
+    from genlab.serve.cli import load_services
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", logged.uri)
+
     # a copy of the logged model whose code file was swapped for code that leaves a mark
     marker = tmp_path / "code-ran"
     copy = shutil.copytree(model_dir(logged), tmp_path / "model")
     (copy / "mlflow_model.py").write_text(f"import os\nos.mkdir({str(marker)!r})\n")
-    port = free_port()
-    proc = start_genlab_serve(tmp_path / "no-models", port, tmp_path / "serve.log", "--model-uri", str(copy))
-    try:
-        status, body = http_json(f"http://127.0.0.1:{port}/api/sample?seed=7&count=4")
-    finally:
-        stop(proc)
-    assert status == 200, body
-    assert body["model"] == "model"
-    assert np.array_equal(pixels(body["images"]), GeneratorService.from_checkpoint(logged.ckpt).sample(7, 4)[0])
+    # what `genlab serve --model-uri <uri>` loads (the server itself: tests/test_serve_web.py)
+    services, source = load_services(tmp_path / "no-models", [logged.model_uri, str(copy)])
+    assert list(services) == ["generator", "model"] and source == f"{logged.model_uri}, {copy}"
+    want = GeneratorService.from_checkpoint(logged.ckpt).sample(7, 4)[0]
+    for service in services.values():
+        assert np.array_equal(service.sample(7, 4)[0], want)
     assert not marker.exists()
+    with pytest.raises(RuntimeError, match="cannot load MLflow model runs:/0123/generator"):
+        load_services(tmp_path / "no-models", ["runs:/0123/generator"])
 
 
 def test_bad_request_in_process_is_a_one_line_mlflow_error(logged):
