@@ -62,6 +62,8 @@ PAGE = """<!doctype html>
 const $ = (id) => document.getElementById(id);
 let models = [];
 let frames = [];
+// answers can arrive out of order (a click while a draw is under way): only the latest is shown
+let drawTicket = 0, walkTicket = 0;
 
 async function api(path, params) {
   const r = await fetch(path + "?" + new URLSearchParams(params));
@@ -95,8 +97,10 @@ function updateClasses() {
 
 async function draw() {
   const t0 = performance.now();
+  const ticket = ++drawTicket;
   try {
     const body = await api("/api/sample", request());
+    if (ticket !== drawTicket) return;
     const grid = $("grid");
     grid.replaceChildren(...body.images.map((b, i) => {
       const img = new Image();
@@ -108,21 +112,23 @@ async function draw() {
       + Math.round(performance.now() - t0) + " ms";
     showError("");
     await walk();
-  } catch (e) { showError(e.message); }
+  } catch (e) { if (ticket === drawTicket) showError(e.message); }
 }
 
 async function walk() {
+  const ticket = ++walkTicket;
   try {
     const p = request();
     p.seed2 = $("seed2").value.trim();
     p.steps = $("steps").value.trim();
     const body = await api("/api/traverse", p);
+    if (ticket !== walkTicket) return;
     frames = body.frames;
     $("slider").max = String(frames.length - 1);
     $("slider").value = "0";
     showFrame();
     showError("");
-  } catch (e) { showError(e.message); }
+  } catch (e) { if (ticket === walkTicket) showError(e.message); }
 }
 
 function showFrame() {
