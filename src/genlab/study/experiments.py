@@ -56,6 +56,20 @@ def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
     return proc
 
 
+def start_workers(root: Path, jobs: int) -> None:
+    """``dvc queue start -j <jobs>``. Its workers are daemons that inherit the caller's stdout
+    and stderr: with those captured through pipes, waiting for dvc would wait for the last worker
+    to exit, so they go to a log file instead."""
+    log_path = root / ".dvc" / "tmp" / "genlab-queue-start.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "w") as out:
+        code = subprocess.call([_dvc(), "queue", "start", "-j", str(jobs)], cwd=root, stdout=out, stderr=out,
+                               stdin=subprocess.DEVNULL, env=dvc_env())
+    if code != 0:
+        lines = [ln for ln in log_path.read_text().splitlines() if ln.strip()]
+        raise RuntimeError(f"dvc queue start -j {jobs}: {lines[-1] if lines else f'exit {code}'}")
+
+
 def git(root: Path, *args: str) -> str:
     proc = subprocess.run(["git", *args], cwd=root, capture_output=True, text=True)
     if proc.returncode != 0:
@@ -154,9 +168,9 @@ def _queue_status(root: Path) -> list[dict[str, Any]]:
         return list(repo.experiments.celery_queue.status())
 
 
-def stale_baseline(root: Path) -> list[str]:
-    """The stages whose committed outputs are out of date: every candidate would re-run them."""
-    proc = subprocess.run([_dvc(), "status", "--json"], cwd=root, capture_output=True, text=True, env=dvc_env())
+def stale_baseline(root: Path, target: str) -> list[str]:
+    """The stages up to `target` whose committed outputs are out of date: every candidate re-runs them."""
+    proc = subprocess.run([_dvc(), "status", "--json", target], cwd=root, capture_output=True, text=True, env=dvc_env())
     if proc.returncode != 0:
         return []
     try:
@@ -183,7 +197,7 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
         return sorted(done), [], []
     if not todo:
         return sorted(done), [], []
-    stale_stages = stale_baseline(root)
+    stale_stages = stale_baseline(root, target)
     if stale_stages:
         log(f"note: outputs of {', '.join(stale_stages)} are not up to date in this commit: every candidate re-runs "
             f"them (`dvc repro` and committing dvc.lock first saves that)")
@@ -194,7 +208,7 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
     mine = {t["rev"]: t["name"] for t in _queue_status(root) if t["rev"] not in before and t["name"] in names}
     log(f"queued {len(mine)} experiment(s) of {len(candidates)} ({len(done)} already done); "
         f"starting {jobs} DVC queue worker(s)")
-    run_dvc(root, "queue", "start", "-j", str(jobs))
+    start_workers(root, jobs)
     failed: set[str] = set()
     succeeded: set[str] = set()
     with progress(desc=f"study {candidates[0].study}", total=len(mine), unit="exp") as bar:
