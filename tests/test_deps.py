@@ -101,7 +101,7 @@ LAYERS = [
     {"data"},
     {"models", "char_rnn_numpy"},
     {"generate"},
-    {"render", "evaluate"},
+    {"render", "evaluate", "interpret"},
     {"train"},
     # entry points and sinks: tracking logs trained models as servable MLflow models (serve)
     {"sections", "check_params", "text_cli", "cli", "serve", "tracking", "study", "pipeline_deps"},

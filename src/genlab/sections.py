@@ -19,6 +19,7 @@ SECTIONS: dict[str, str] = {
     "generate": "genlab.generate:GenerateParams",
     "evaluate": "genlab.evaluate.judge:EvaluateParams",
     "render": "genlab.render.figures:RenderParams",
+    "interpret": "genlab.interpret.analysis:InterpretParams",
     "report": "genlab.render.report:ReportParams",
 }
 

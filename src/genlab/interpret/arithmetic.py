@@ -148,36 +148,33 @@ def attribute_arithmetic(
 
 
 def arithmetic_figure(results: list[ArithmeticResult], path: str | Path, title: str) -> Path:
-    """One block per attribute: its rows of images, each row labelled, with before/after numbers."""
+    """One block of rows per attribute, each row labelled, with the targets' attribute before
+    and after; the images are tiled into one picture (one axes draws in a fraction of the time)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from genlab.interpret.saliency import tile_rows
     from genlab.runtime import save_figure
 
-    n_rows = sum(len(r.rows) for r in results)
-    n_cols = max(len(imgs) for r in results for imgs in r.rows.values())
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(0.9 * n_cols + 1.6, 0.95 * n_rows + 0.6), squeeze=False)
-    i = 0
+    rgb = lambda x: np.repeat(x, 3, 0).transpose(1, 2, 0) if x.shape[0] == 1 else x.transpose(1, 2, 0)  # noqa: E731
+    rows, labels = [], []
     for res in results:
-        m = res.metrics
-        a = res.attribute
+        m, a = res.metrics, res.attribute
         for label, imgs in res.rows.items():
-            for j in range(n_cols):
-                ax = axes[i, j]
-                ax.set_xticks([])
-                ax.set_yticks([])
-                if j < len(imgs):
-                    img = imgs[j]
-                    ax.imshow(img[0] if img.shape[0] == 1 else img.transpose(1, 2, 0), cmap="gray", vmin=0, vmax=1)
-                else:
-                    ax.axis("off")
-            text = label
+            rows.append([rgb(img) for img in imgs])
             if label.startswith("C + "):
-                text += f"\n{a} {m[f'{a}/before']:.3f} -> {m[f'{a}/after']:.3f}"
-            axes[i, 0].set_ylabel(text, fontsize=6, rotation=0, ha="right", va="center")
-            i += 1
-    fig.suptitle(title, fontsize=8)
+                label += f"\n{a} {m[f'{a}/before']:.3f} -> {m[f'{a}/after']:.3f}"
+            labels.append(label)
+    grid = tile_rows(rows)
+    size = rows[0][0].shape[0] + 2
+    n_cols = max(len(r) for r in rows)
+    fig, ax = plt.subplots(figsize=(0.8 * n_cols + 1.8, 0.8 * len(rows) + 0.5))
+    ax.imshow(grid, interpolation="nearest")
+    for i, label in enumerate(labels):
+        ax.text(-2, 2 + size * (i + 0.5), label, ha="right", va="center", fontsize=6)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)

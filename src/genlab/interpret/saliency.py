@@ -122,23 +122,46 @@ def _normalise_map(m: np.ndarray) -> np.ndarray:
 
 
 def gradient_image(g: np.ndarray) -> np.ndarray:
-    """A gradient (C, H, W) as a displayable image (H, W[, 3]) in [0, 1]: centred on grey,
-    0.1 per standard deviation (pytorch-grad-cam's ``deprocess_image``)."""
-    g = (g - g.mean()) / (g.std() + 1e-5) * 0.1 + 0.5
-    g = np.clip(g, 0, 1)
-    return g[0] if g.shape[0] == 1 else g.transpose(1, 2, 0)
+    """A gradient (C, H, W) as a displayable image (C, H, W) in [0, 1]: centred on grey,
+    0.1 per standard deviation (pytorch-grad-cam's ``deprocess_image``; its absolute epsilon
+    1e-5 is relative here: guided Grad-CAM's products can be ~1e-9 and would show flat grey)."""
+    std = float(g.std())
+    if std == 0:
+        return np.full_like(g, 0.5)
+    return np.clip((g - g.mean()) / std * 0.1 + 0.5, 0, 1)
 
 
-def _as_display(x: np.ndarray) -> np.ndarray:
-    """An image (C, H, W) in [0, 1] -> (H, W[, 3])."""
-    return x[0] if x.shape[0] == 1 else x.transpose(1, 2, 0)
+def _rgb(x: np.ndarray) -> np.ndarray:
+    """An image (C, H, W) in [0, 1] -> (H, W, 3)."""
+    x = x.transpose(1, 2, 0)
+    return np.repeat(x, 3, axis=2) if x.shape[2] == 1 else x
+
+
+def _heat_overlay(img: np.ndarray, heat: np.ndarray) -> np.ndarray:
+    """Half the image (H, W, 3), half the jet-coloured heat (H, W) scaled by its own maximum."""
+    from matplotlib import colormaps
+
+    return 0.5 * img + 0.5 * colormaps["jet"](_normalise_map(heat))[..., :3]
+
+
+def tile_rows(cells: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
+    """Rows of (H, W, 3) images in [0, 1] -> one (H', W', 3) image on white, rows padded."""
+    h, w = cells[0][0].shape[:2]
+    ncols = max(len(r) for r in cells)
+    out = np.ones((len(cells) * (h + pad) + pad, ncols * (w + pad) + pad, 3), np.float32)
+    for i, row in enumerate(cells):
+        for j, cell in enumerate(row):
+            y, x = pad + i * (h + pad), pad + j * (w + pad)
+            out[y:y + h, x:x + w] = cell
+    return out
 
 
 def saliency_figure(images: np.ndarray, probs: np.ndarray, maps: dict[str, np.ndarray], path: str | Path,
                     title: str) -> Path:
     """One row per image: the input (with D's P(real)) beside each map. `images` float
     (N, C, H, W) in [0, 1]; `maps` name -> (N, 1, H, W) heat (Grad-CAM, drawn over the input)
-    or (N, C, H, W) gradients (guided backprop, guided Grad-CAM)."""
+    or (N, C, H, W) gradients (guided backprop, guided Grad-CAM). The cells are tiled into one
+    image (one axes: a figure of many small axes took seconds to draw)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -146,26 +169,26 @@ def saliency_figure(images: np.ndarray, probs: np.ndarray, maps: dict[str, np.nd
 
     from genlab.runtime import save_figure
 
-    n, cols = len(images), 1 + len(maps)
-    fig, axes = plt.subplots(n, cols, figsize=(1.25 * cols + 0.3, 1.25 * n + 0.5), squeeze=False)
-    for i in range(n):
-        img = _as_display(images[i])
-        axes[i, 0].imshow(img, cmap="gray", vmin=0, vmax=1)
-        axes[i, 0].set_ylabel(f"P(real) {probs[i]:.2f}", fontsize=6)
-        for j, (name, m) in enumerate(maps.items(), start=1):
-            ax = axes[i, j]
+    rows = []
+    for i in range(len(images)):
+        img = _rgb(images[i])
+        row = [img]
+        for name, m in maps.items():
             if m.shape[1] == 1 and name.startswith("Grad-CAM"):
-                ax.imshow(img, cmap="gray", vmin=0, vmax=1)
-                ax.imshow(_normalise_map(m[i, 0]), cmap="jet", alpha=0.5, vmin=0, vmax=1)
+                row.append(_heat_overlay(img, m[i, 0]))
             else:
-                ax.imshow(gradient_image(m[i]), cmap="gray", vmin=0, vmax=1)
-            if i == 0:
-                ax.set_title(name, fontsize=6)
-    axes[0, 0].set_title("input", fontsize=6)
-    for ax in axes.ravel():
-        ax.set_xticks([])
-        ax.set_yticks([])
-    fig.suptitle(title, fontsize=8)
+                row.append(_rgb(gradient_image(m[i])))
+        rows.append(row)
+    grid = tile_rows(rows)
+    n, cols, size = len(images), 1 + len(maps), images.shape[2] + 2
+    fig, ax = plt.subplots(figsize=(1.1 * cols + 0.8, 1.1 * n + 0.7))
+    ax.imshow(grid, interpolation="nearest")
+    for j, name in enumerate(["input", *maps]):
+        ax.text(2 + size * (j + 0.5), -2, name, ha="center", va="bottom", fontsize=6)
+    for i, p in enumerate(probs):
+        ax.text(-2, 2 + size * (i + 0.5), f"P(real)\n{p:.2f}", ha="right", va="center", fontsize=6)
+    ax.set_axis_off()
+    ax.set_title(title, fontsize=8, pad=14)
     fig.tight_layout()
     return save_figure(fig, path, dpi=110)
 
