@@ -22,6 +22,9 @@ SECTIONS = [
     ("generate", "Samples", "random samples from each generator"),
     ("evaluate", "Evaluation", "class histograms and 30 labelled samples per generator and for real data"),
     ("render", "Traversals and GAN vs VAE", "latent traversals (each row: one point, then the steps towards the next)"),
+    ("interpret", "What the discriminator learned; latent arithmetic",
+     "Grad-CAM, guided backprop and guided Grad-CAM on D for real and generated images (targets real and fake); "
+     "mean(A) - mean(B) + mean(C) in the GAN's and the VAE's latent space"),
     ("char_rnn", "Char-RNN (torch)", "generated text"),
     ("char_rnn_numpy", "Char-RNN (NumPy, from scratch)", "generated text and optimizer comparison"),
 ]
@@ -57,6 +60,39 @@ def _evaluate_table(metrics_dir: Path) -> list[str]:
     return out
 
 
+def _interpret_tables(metrics_dir: Path) -> list[str]:
+    """The linear probe (accuracy by features and label count) and the arithmetic's transfer."""
+    path = metrics_dir / "interpret.json"
+    if not path.exists():
+        return []
+    data = json.loads(path.read_text())
+    out: list[str] = []
+    probe = data.get("probe") or {}
+    if probe:
+        cols = list(next(iter(probe.values())))
+        out += ["Linear probe on D's features (every layer max-pooled to 4x4, concatenated; logistic regression), "
+                "test accuracy by number of labelled training images, against the same probe on a randomly "
+                "initialised D and on raw pixels:", "",
+                "| features | " + " | ".join(f"{c} labels" for c in cols) + " |", "|---" * (len(cols) + 1) + "|"]
+        out += [f"| {row} | " + " | ".join(f"{accs.get(c, float('nan')):.4f}" for c in cols) + " |"
+                for row, accs in probe.items()]
+        out += [""]
+    arith = data.get("arithmetic") or {}
+    rows = [(model, attr) for model, block in arith.items() for attr in sorted({k.split("/")[0] for k in block})]
+    if rows:
+        out += ["Latent arithmetic: the attribute of the targets (C) before and after adding mean(A) - mean(B); "
+                "`transfer` = the change over the gap between A and B; `class kept` by the judge:", "",
+                "| model | attribute | A (high) | B (low) | C before | C after | transfer | class kept |",
+                "|---|---|---|---|---|---|---|---|"]
+        for model, a in rows:
+            b = arith[model]
+            out.append(f"| {model} | {a} | {b[f'{a}/high_mean']:.4g} | {b[f'{a}/low_mean']:.4g} | "
+                       f"{b[f'{a}/before']:.4g} | {b[f'{a}/after']:.4g} | {b[f'{a}/transfer']:.3g} | "
+                       f"{b[f'{a}/class_kept']:.3g} |")
+        out += [""]
+    return out
+
+
 def build_report(reports_dir: Path, metrics_dir: Path, title: str = "genlab run report") -> str:
     """Markdown for `reports/index.md`; figure links are relative to `reports_dir`."""
     lines = [f"# {title}", ""]
@@ -66,6 +102,9 @@ def build_report(reports_dir: Path, metrics_dir: Path, title: str = "genlab run 
                   "`fid`/`kid`: classifier-feature distances to the real test set (lower is better); "
                   "`kl_uniform`: KL(class histogram ‖ uniform) in nats; `frac_confident`: share of images "
                   "classified with confidence ≥ 0.9; `real` is a held-out real split judged the same way.", "", *ev, ""]
+    interp = _interpret_tables(metrics_dir)
+    if interp:
+        lines += ["## Linear probe on D and latent arithmetic", "", *interp]
     for folder, heading, what in SECTIONS:
         d = reports_dir / folder
         if not d.is_dir():
