@@ -50,8 +50,9 @@ def main(argv: list[str] | None = None) -> int:
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
-    except (ValueError, RuntimeError, FileNotFoundError) as exc:
-        print(f"genlab {args.command}: error: {exc}", file=sys.stderr)
+    except (ValueError, RuntimeError, OSError) as exc:  # OSError: an --out under a file, unwritable, disk full
+        msg = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+        print(f"genlab {args.command}: error: {msg}", file=sys.stderr)
         return 2
 
 
