@@ -9,7 +9,7 @@ PYTEST_ARGS ?=
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test install repro clean-outputs
+.PHONY: run test install repro clean-outputs study
 
 install: $(VENV)/.installed
 
@@ -27,6 +27,12 @@ run: install
 ## the test suite: offline, CPU only
 test: install
 	GENLAB_PROGRESS=0 $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## a study of studies.yaml as queued DVC experiments + its page: make study STUDY=gan_discriminator JOBS=2
+STUDY ?= gan_discriminator
+JOBS  ?= 1
+study: install
+	$(BIN)/genlab study run $(STUDY) -j $(JOBS) --report
 
 clean-outputs:
 	rm -rf data models reports plots dvc.lock mlflow.db .genlab

@@ -219,7 +219,8 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
             now_failed = {r for r, s in status.items() if s == "Failed"}
             bar.update(len(now_ok | now_failed) - len(succeeded | failed))
             succeeded, failed = now_ok, now_failed
-            bar.set_postfix_str(", ".join(mine[r].split("--", 1)[1] for r, s in status.items() if s == "Running")[:60])
+            running = sum(s == "Running" for s in status.values())
+            bar.set_postfix_str(f"{running} running, {len(failed)} failed", refresh=False)
     ran = sorted(names[mine[r]] for r in succeeded)
     bad = sorted(names[mine[r]] for r in failed)
     return sorted(done), ran, bad
