@@ -61,3 +61,28 @@ def test_genlab_traceback_reraises(monkeypatch):
     monkeypatch.setenv("GENLAB_TRACEBACK", "1")
     with pytest.raises(StageError):
         run_stage(_raising(StageError("x")), "s")
+
+
+def test_sigterm_unwinds_like_ctrl_c(tmp_path, capsys, monkeypatch):
+    """`kill`, a CI timeout or a shutdown: cleanups run (no partial file), one line, exit 143."""
+    import os
+    import signal
+    import time
+
+    from genlab.runtime import atomic_path
+
+    monkeypatch.delenv("GENLAB_TRACEBACK", raising=False)
+    target = tmp_path / "out.npy"
+
+    def main() -> int:
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)  # the signal interrupts this
+        return 0
+
+    before = signal.getsignal(signal.SIGTERM)
+    assert run_stage(main, "s") == 143
+    assert capsys.readouterr().err.splitlines() == ["error: s: terminated"]
+    assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+    assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
