@@ -195,3 +195,22 @@ def test_full_disk_while_prepared_text_is_written(workspace):
     assert error_lines(proc.stderr) == ["error: prepare_text: cannot write data/text: File too large"]
     assert digests(workspace / "data/text") == before
     assert sorted(os.listdir(workspace / "data")) == ["images", "text"]  # no temporary folder left
+
+
+@pytest.mark.parametrize(("content", "expected"), [
+    (b"0,0,255\n" * 10, "not a .npy file (it does not start with the NumPy header)"),
+    (b"", "empty"),
+    (None, "holds Python objects (pickled data), which genlab does not load"),
+])
+def test_images_given_to_a_command_are_named_for_what_they_are(tmp_path, content, expected):
+    """`genlab evaluate x.npy`: a renamed text file is not called 'pickled data' (issue 17 finding 6)."""
+    from genlab.data.arrays import ImageArrayError, load_images
+
+    path = tmp_path / "x.npy"
+    if content is None:
+        np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ImageArrayError) as err:
+        load_images(path)
+    assert str(err.value) == f"{path}: {expected}"
