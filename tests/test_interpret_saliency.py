@@ -150,3 +150,20 @@ def test_saliency_on_rgb_and_figure(tmp_path):
     assert maps["guided BP real"].shape == (3, 3, 32, 32) and maps["Grad-CAM fake"].shape == (3, 1, 32, 32)
     path = saliency_figure(((x + 1) / 2).numpy(), np.array([0.1, 0.5, 0.9]), maps, tmp_path / "s.png", "test")
     assert path.stat().st_size > 1000
+
+
+def test_a_class_conditional_d_is_explained_for_the_label_given():
+    """A projection D's score depends on the label: the maps take it, and another label gives
+    other maps."""
+    from genlab.interpret.saliency import saliency_maps
+    from genlab.models import gan
+
+    _, d = gan.build(gan.Config(num_classes=10, d_width=8))
+    torch.manual_seed(0)
+    with torch.no_grad():
+        d.embed.weight.normal_(0, 1.0)
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    a = saliency_maps(d.eval(), x, torch.tensor([3, 3]))
+    b = saliency_maps(d, x, torch.tensor([5, 5]))
+    assert all(np.isfinite(m).all() for m in a.values())
+    assert not np.allclose(a["guided BP real"], b["guided BP real"])
