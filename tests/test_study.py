@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from conftest import ROOT, make_pipeline_repo, tiny_params
-from genlab.params import ParamsError, read_params
-from genlab.study.spec import StudiesFile, candidate_name, check_candidates, expand, format_value, load_studies
-from genlab.params import validate_section
+from genlab.params import ParamsError, read_params, validate_section
+from genlab.study.spec import MetricSpec, StudiesFile, candidate_name, check_candidates, expand, format_value, load_studies
 
 TINY_STUDY = {
     "studies": {
@@ -146,10 +145,29 @@ def test_tiny_study_end_to_end_through_dvc_queue_mlflow_and_the_page(tmp_path):
     assert {r.data.tags["genlab.candidate"] for r in runs} == {"epochs-1", "epochs-2"}
     assert {r.data.tags["genlab.stage"] for r in runs if "genlab.stage" in r.data.tags} >= {"train_gan"}
     parents = {r.data.tags["genlab.candidate"]: r.info.run_id for r in runs if "mlflow.parentRunId" not in r.data.tags}
-    assert re.search(rf"\| `{parents['epochs-2'][:12]}` \|", rows and md)
+    assert re.search(rf"\| `{parents['epochs-2'][:12]}` \|", md)
 
     # a second run reuses both finished experiments: nothing queued, the same commits
     proc = _genlab(repo, "run", "tiny", "-j", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "study tiny: 0 ran, 2 reused" in proc.stdout
     assert {e.name: e.rev for e in experiments(repo)} == exps
+
+
+def test_verdict_ranks_by_the_goal_metric_and_correlates_loss_spread():
+    from genlab.study.experiments import Experiment
+    from genlab.study.report import Result, spearman, verdict
+
+    spec = _studies(TINY_STUDY).studies["tiny"].model_copy(update={"metrics": [
+        MetricSpec(label="FID", file="m.json", key="fid", goal="min", fmt=".1f"),
+        MetricSpec(label="G loss std", plot="p.tsv", column="g_loss", stat="std"),
+    ]})
+    cands = expand("tiny", spec.model_copy(update={"grid": {"gan.lr": [1e-4, 2e-4, 1e-2]}}))
+    values = {"lr-0.0001": (40.0, 0.5), "lr-0.0002": (31.2, 0.9), "lr-0.01": (48.9, 0.1)}
+    results = [Result(c, Experiment(c.exp_name, "0" * 40, "1" * 40, 0), {}, dict(zip(("FID", "G loss std"), values[c.name])))
+               for c in cands]
+    lines = verdict(results, spec)
+    assert lines[0] == "**Verdict:** best: lr=0.0002 (FID 31.2 vs 48.9 for lr=0.01, the worst of 3)"
+    assert lines[1].startswith("Ranking by FID (lower is better): lr=0.0002 (31.2) > lr=0.0001 (40.0) > lr=0.01 (48.9)")
+    assert lines[2] == "Spearman ρ(G loss std, FID) = -1.00 over 3 candidates: higher G loss std goes with better FID."
+    assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and spearman([1, 2], [1, 2]) is None
