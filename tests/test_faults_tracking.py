@@ -37,8 +37,8 @@ def warnings(stderr: str) -> list[str]:
 
 @pytest.mark.parametrize("uri", [
     pytest.param(lambda tmp: f"http://127.0.0.1:{closed_port()}", id="server-down"),
-    pytest.param(lambda tmp: f"sqlite:///{tmp}/no/such/folder/mlflow.db", id="sqlite-folder-missing"),
     pytest.param(lambda tmp: f"sqlite:///{tmp}/a-file/mlflow.db", id="sqlite-under-a-file"),
+    pytest.param(lambda tmp: f"sqlite:///{tmp}/a-file/deeper/mlflow.db", id="sqlite-folder-under-a-file"),
 ])
 def test_unreachable_store_is_one_warning_in_seconds(uri, tmp_path, monkeypatch, capfd):
     (tmp_path / "a-file").write_text("not a folder")
@@ -81,6 +81,17 @@ def store_dir(tmp_path):
     folder = Path(tempfile.mkdtemp(prefix="genlab-faults-", dir=shm))
     yield folder
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_sqlite_store_in_a_new_folder_is_not_refused(store_dir, monkeypatch, capfd):
+    """MLflow creates the folders of a sqlite store: the fast check must not refuse them."""
+    uri = f"sqlite:///{store_dir}/new/folder/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    log_stage("train_gan", CommonParams(), {"lr": 0.1}, metrics={"gan/fid": 1.0})
+    assert "warning" not in capfd.readouterr().err
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_experiment_by_name("genlab").experiment_id])
+    assert [r.data.metrics for r in runs if STAGE_TAG in r.data.tags] == [{"gan/fid": 1.0}]
 
 
 def test_concurrent_writers_to_one_fresh_sqlite_store_lose_no_run(store_dir, monkeypatch, capfd):

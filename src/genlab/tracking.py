@@ -72,13 +72,15 @@ def store_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
         return None
     path = sqlite_path(uri)
     if path is not None:
-        folder = path.parent
-        if not folder.is_dir():
-            return f"{folder} is not an existing folder"
-        if path.exists() and not path.is_file():
-            return f"{path} is not a file"
-        if not os.access(path if path.exists() else folder, os.W_OK):
-            return f"{path if path.exists() else folder} is not writable"
+        if path.exists():
+            if not path.is_file():
+                return f"{path} is not a file"
+            return None if os.access(path, os.W_OK) else f"{path} is not writable"
+        existing = next(p for p in path.absolute().parents if p.exists())  # MLflow creates the folders below it
+        if not existing.is_dir():
+            return f"{existing} is not a folder"
+        if not os.access(existing, os.W_OK):
+            return f"{existing} is not writable"
     return None
 
 
