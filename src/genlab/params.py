@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -180,11 +180,43 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 # --------------------------------------------------------------------- model configs -> sections
 
 
-def model_section(name: str, config_cls: type, base: type[M], *, exclude: tuple[str, ...] = (),
-                  doc: str | None = None) -> type[M]:
-    """A params section class: `base`'s training keys plus the fields of the model config
-    dataclass `config_cls` (minus `exclude`: those the stage derives from the data), with the
-    same types, defaults and ranges (``bounds`` metadata). Declared once, so they cannot drift."""
+class ModelSection(StrictModel):
+    """Base of a params section that holds a model's keys (made by :func:`model_section`):
+    the model config's own checks run when the section is validated, and
+    :meth:`config_for` builds the config for the data, mapping errors to key paths."""
+
+    section_spec: ClassVar[tuple[type, str, dict[str, str]]]  # (config class, section, data field -> key path)
+    section_model_keys: ClassVar[tuple[str, ...]] = ()
+
+    def placeholder_data(self) -> dict[str, Any]:
+        """Data-derived config fields to check the model keys with before any data is read."""
+        return {}
+
+    def _model_values(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.section_model_keys}
+
+    @model_validator(mode="after")
+    def _model_keys_apply(self):  # noqa: ANN202
+        if self.section_model_keys:  # the raw ConfigError: the validation error names its key
+            self.section_spec[0](**self.placeholder_data(), **self._model_values())
+        return self
+
+    def config_for(self, **data: Any) -> Any:
+        """The model config for data with these derived fields (``image_size=28``, ...); a value
+        that does not fit is a ParamsError naming the key path (``gan.arch``, ``prepare_images.image_size``)."""
+        config_cls, section, data_keys = self.section_spec
+        try:
+            return config_cls(**data, **self._model_values())
+        except ValueError as exc:
+            raise config_error(exc, section, data_keys) from None
+
+
+def model_section(name: str, config_cls: type, base: type[M], *, section: str, exclude: tuple[str, ...] = (),
+                  data_key_paths: dict[str, str] | None = None, doc: str | None = None) -> type[M]:
+    """A params section class: `base`'s training keys (a :class:`ModelSection`) plus the fields
+    of the model config dataclass `config_cls` (minus `exclude`: those the stage derives from the
+    data), with the same types, defaults and ranges (``bounds`` metadata). Declared once, so
+    they cannot drift."""
     import dataclasses
     import typing
 
@@ -199,6 +231,8 @@ def model_section(name: str, config_cls: type, base: type[M], *, exclude: tuple[
         fields[f.name] = (hints[f.name], Field(default, **f.metadata.get("bounds", {})))
     cls = create_model(name, __base__=base, __module__=base.__module__, **fields)
     cls.__doc__ = doc or base.__doc__
+    cls.section_spec = (config_cls, section, dict(data_key_paths or {}))
+    cls.section_model_keys = tuple(fields)
     return cls
 
 

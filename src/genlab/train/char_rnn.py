@@ -23,12 +23,12 @@ from pydantic import Field, model_validator
 
 from genlab.models import char_rnn as char_rnn_model
 from genlab.models.char_rnn import CharRNN
-from genlab.params import StrictModel, config_error, model_section
+from genlab.params import ModelSection, model_section
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
-class _CharRNNTrainParams(StrictModel):
+class _CharRNNTrainParams(ModelSection):
     """The `char_rnn` section of params.yaml: these training keys plus the model's (models/char_rnn.py Config)."""
 
     seq_len: int = Field(64, ge=2)
@@ -59,18 +59,14 @@ class _CharRNNTrainParams(StrictModel):
     def _check(self) -> "_CharRNNTrainParams":
         if any(not (t > 0) for t in self.sweep_temperatures):
             raise ValueError(f"sweep_temperatures must all be > 0, got {self.sweep_temperatures}")
-        self.model_config_for_data(96)
         return self
 
     def model_config_for_data(self, vocab_size: int) -> char_rnn_model.Config:
-        keys = set(MODEL_KEYS)
-        try:
-            return char_rnn_model.Config(vocab_size=vocab_size, **{k: v for k, v in self.model_dump().items() if k in keys})
-        except char_rnn_model.ConfigError as exc:
-            raise config_error(exc, "char_rnn", {"vocab_size": "prepare_text.source"}) from None
+        return self.config_for(vocab_size=vocab_size)
 
 
-CharRNNParams = model_section("CharRNNParams", char_rnn_model.Config, _CharRNNTrainParams, exclude=("vocab_size",))
+CharRNNParams = model_section("CharRNNParams", char_rnn_model.Config, _CharRNNTrainParams, section="char_rnn",
+                              exclude=("vocab_size",), data_key_paths={"vocab_size": "prepare_text.source"})
 MODEL_KEYS = tuple(k for k in CharRNNParams.model_fields if k not in _CharRNNTrainParams.model_fields)
 # must match to resume; free: max_steps (a run may be extended; included with the cosine
 # schedule, which it sets), max_seconds, log_every, checkpoint_every and the sampling keys

@@ -17,16 +17,16 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from genlab.models import classifier as classifier_model
 from genlab.models.classifier import Classifier, classification_loss
-from genlab.params import StrictModel, config_error, model_section
+from genlab.params import ModelSection, model_section
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
-class _ClassifierTrainParams(StrictModel):
+class _ClassifierTrainParams(ModelSection):
     """The ``classifier`` section of params.yaml: these training keys plus the model's
     (models/classifier.py Config: channels, convs_per_block, hidden, dropout)."""
 
@@ -51,32 +51,20 @@ class _ClassifierTrainParams(StrictModel):
     checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
 
-    @model_validator(mode="after")
-    def _model_keys_apply(self) -> "_ClassifierTrainParams":
-        """The model config's own checks, before any data is read (28 px images)."""
-        keys = set(MODEL_KEYS)
-        classifier_model.Config(**{k: v for k, v in self.model_dump().items() if k in keys})
-        return self
-
     def model_config_for_data(self, in_channels: int, image_size: int, class_names: list[str]) -> classifier_model.Config:
-        """The model config for data of this shape; a value that does not fit is a ParamsError."""
-        keys = set(MODEL_KEYS)
-        try:
-            return classifier_model.Config(in_channels=in_channels, image_size=image_size, num_classes=len(class_names),
-                                           class_names=list(class_names),
-                                           **{k: v for k, v in self.model_dump().items() if k in keys})
-        except classifier_model.ConfigError as exc:
-            raise config_error(exc, "classifier", DATA_KEY_PATHS) from None
+        return self.config_for(in_channels=in_channels, image_size=image_size, num_classes=len(class_names),
+                               class_names=list(class_names))
 
 
 _DATA_KEYS = ("in_channels", "image_size", "num_classes", "class_names")
-ClassifierParams = model_section("ClassifierParams", classifier_model.Config, _ClassifierTrainParams, exclude=_DATA_KEYS)
+DATA_KEY_PATHS = {"in_channels": "prepare_images.channels", "image_size": "prepare_images.image_size"}
+ClassifierParams = model_section("ClassifierParams", classifier_model.Config, _ClassifierTrainParams,
+                                 section="classifier", exclude=_DATA_KEYS, data_key_paths=DATA_KEY_PATHS)
 MODEL_KEYS = tuple(k for k in ClassifierParams.model_fields if k not in _ClassifierTrainParams.model_fields)
 # must match to resume (everything that changes what is computed; epochs sets the schedule);
 # free: eval_batch_size, log_every, checkpoint_every
 RESUME_KEYS = MODEL_KEYS + ("optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "augment",
                             "max_shift", "max_rotate", "label_smoothing", "outlier_exposure", "outlier_weight", "amp")
-DATA_KEY_PATHS = {"in_channels": "prepare_images.channels", "image_size": "prepare_images.image_size"}
 
 
 @dataclass

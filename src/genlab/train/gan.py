@@ -17,7 +17,7 @@ from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import AveragedModel
 
@@ -25,12 +25,12 @@ from genlab.data.arrays import to_uint8
 from genlab.models import gan as gan_model
 from genlab.models.contract import ConfigError
 from genlab.models.gan import Discriminator, Generator, discriminator_accuracy, discriminator_loss, generator_loss
-from genlab.params import StrictModel, config_error, model_section
+from genlab.params import ModelSection, model_section
 from genlab.grids import make_grid, save_image
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
-class _GanTrainParams(StrictModel):
+class _GanTrainParams(ModelSection):
     """The ``gan`` section of params.yaml: these training keys plus the model's (models/gan.py Config)."""
 
     loss: Literal["bce", "nonsaturating", "lsgan"] = "nonsaturating"
@@ -59,28 +59,19 @@ class _GanTrainParams(StrictModel):
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
     channels_last: bool = True  # NHWC memory format (faster convs on CUDA and with oneDNN on CPU)
 
-    @model_validator(mode="after")
-    def _model_keys_apply(self) -> "_GanTrainParams":
-        """The model config's own checks, before any data is read (a size valid for the arch)."""
-        keys = set(MODEL_KEYS)
-        gan_model.Config(image_size=gan_model.SIZES[self.arch][0],  # type: ignore[attr-defined]
-                         **{k: v for k, v in self.model_dump().items() if k in keys})
-        return self
+    def placeholder_data(self) -> dict[str, Any]:
+        return {"image_size": gan_model.SIZES[self.arch][0]}  # type: ignore[attr-defined]  # a size valid for the arch
 
     def model_config_for_data(self, channels: int, image_size: int, num_classes: int | None) -> gan_model.Config:
-        """The model config for data of this shape; a value that does not fit is a ParamsError
-        naming the key path (``gan.arch``, ``prepare_images.image_size``)."""
-        keys = set(MODEL_KEYS)
-        try:
-            return gan_model.Config(channels=channels, image_size=image_size,
-                                    num_classes=num_classes if self.conditional else None,
-                                    **{k: v for k, v in self.model_dump().items() if k in keys})
-        except ConfigError as exc:
-            raise config_error(exc, "gan", DATA_KEY_PATHS) from None
+        return self.config_for(channels=channels, image_size=image_size,
+                               num_classes=num_classes if self.conditional else None)  # type: ignore[attr-defined]
 
 
 _DATA_KEYS = ("channels", "image_size", "num_classes")  # set from the data, not from params
-GanParams = model_section("GanParams", gan_model.Config, _GanTrainParams, exclude=_DATA_KEYS)
+DATA_KEY_PATHS = {"image_size": "prepare_images.image_size", "channels": "prepare_images.channels",
+                  "num_classes": "gan.conditional"}
+GanParams = model_section("GanParams", gan_model.Config, _GanTrainParams, section="gan", exclude=_DATA_KEYS,
+                          data_key_paths=DATA_KEY_PATHS)
 MODEL_KEYS = tuple(k for k in GanParams.model_fields if k not in _GanTrainParams.model_fields)
 # Keys that must match for a run to resume from a checkpoint (nanoGPT-style whitelist): every
 # model key, and every training key that changes what is computed or drawn. Free to differ:
@@ -89,8 +80,6 @@ MODEL_KEYS = tuple(k for k in GanParams.model_fields if k not in _GanTrainParams
 RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "limit",
                             "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples",
                             "log_every", "amp", "channels_last")
-DATA_KEY_PATHS = {"image_size": "prepare_images.image_size", "channels": "prepare_images.channels",
-                  "num_classes": "gan.conditional"}
 
 
 @dataclass

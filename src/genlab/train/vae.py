@@ -15,11 +15,11 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
+from pydantic import Field
 
 from genlab.models import vae as vae_model
 from genlab.models.vae import VAE
-from genlab.params import StrictModel, config_error, model_section
+from genlab.params import ModelSection, model_section
 from genlab.render.vae_figures import reconstruction_figure
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule, TrainingDiverged
@@ -30,7 +30,7 @@ N_RECON = 16  # fixed test images shown in each reconstruction figure
 EVAL_BATCH = 1000
 
 
-class _VaeTrainParams(StrictModel):
+class _VaeTrainParams(ModelSection):
     """The `vae` section of params.yaml: these training keys plus the model's (models/vae.py Config)."""
 
     conditional: bool = False  # one-hot label concatenated to encoder input and latent
@@ -43,30 +43,17 @@ class _VaeTrainParams(StrictModel):
     checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
 
-    @model_validator(mode="after")
-    def _model_keys_apply(self) -> "_VaeTrainParams":
-        """The model config's own checks, before any data is read."""
-        keys = set(MODEL_KEYS)
-        vae_model.Config(**{k: v for k, v in self.model_dump().items() if k in keys})
-        return self
-
     def model_config_for_data(self, image_shape: tuple[int, int, int], num_classes: int) -> vae_model.Config:
-        """The model config for data of this shape; a value that does not fit is a ParamsError
-        naming the key path."""
-        keys = set(MODEL_KEYS)
-        try:
-            return vae_model.Config(image_shape=tuple(image_shape), num_classes=num_classes if self.conditional else None,
-                                    **{k: v for k, v in self.model_dump().items() if k in keys})
-        except vae_model.ConfigError as exc:
-            raise config_error(exc, "vae", DATA_KEY_PATHS) from None
+        return self.config_for(image_shape=tuple(image_shape), num_classes=num_classes if self.conditional else None)
 
 
-VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, exclude=("image_shape", "num_classes"))
+DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "vae.conditional"}
+VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, section="vae",
+                          exclude=("image_shape", "num_classes"), data_key_paths=DATA_KEY_PATHS)
 MODEL_KEYS = tuple(k for k in VaeParams.model_fields if k not in _VaeTrainParams.model_fields)
 # must match to resume; free: epochs (a run may be extended), recon_every (figures only),
 # log_every and checkpoint_every (bookkeeping)
 RESUME_KEYS = MODEL_KEYS + ("conditional", "beta", "lr", "batch_size", "amp")
-DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "vae.conditional"}
 
 
 @dataclass
