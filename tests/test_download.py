@@ -110,3 +110,32 @@ def test_http_error_is_source_unavailable(tmp_path, server):
         fetch(f"{base}/missing.txt", tmp_path / "cache" / "x.txt", PAYLOAD_SHA, source="tinyshakespeare",
               offline_alternatives=OFFLINE_TEXT)
     assert cached_files(tmp_path / "cache") == []
+
+
+FETCH = """
+import sys
+from genlab.data.download import OFFLINE_TEXT, fetch
+fetch(sys.argv[1], sys.argv[2], sys.argv[3], source="tinyshakespeare", offline_alternatives=OFFLINE_TEXT)
+"""
+
+
+def test_full_disk_is_our_write_error_not_an_unreachable_source(tmp_path, server):
+    """A full disk (here: a 1,000-byte file size limit) is named as a local write failure, not
+    blamed on the source, and caches nothing (issue 17)."""
+    import resource
+    import subprocess
+    import sys
+
+    base, www, _ = server
+    (www / "input.txt").write_bytes(PAYLOAD)
+    dest = tmp_path / "cache" / "input.txt"
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000))  # Python ignores SIGXFSZ: writes fail with EFBIG
+
+    proc = subprocess.run([sys.executable, "-c", FETCH, f"{base}/input.txt", str(dest), PAYLOAD_SHA],
+                          capture_output=True, text=True, timeout=60, preexec_fn=limit)
+    assert proc.returncode == 1
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"OSError: cannot write {dest}: File too large; nothing was cached", proc.stderr
+    assert not (tmp_path / "cache").exists()

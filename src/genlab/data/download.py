@@ -20,6 +20,14 @@ OFFLINE_IMAGES = "synthetic-digits (embedded), synthetic-rgb (embedded), idx:<di
 OFFLINE_TEXT = "pydoc (embedded), path:<file> (e.g. path:../shared/data/tinyshakespeare.txt)"
 
 
+class _WriteFailed(Exception):
+    """A write to the local cache failed (a full disk): not the source's fault."""
+
+    def __init__(self, cause: OSError):
+        super().__init__(str(cause))
+        self.cause = cause
+
+
 def fetch(url: str, dest: str | Path, sha256: str | None, *, source: str, offline_alternatives: str,
           timeout: float = 30.0) -> Path:
     """Download `url` to `dest` unless a file with the right sha256 is already there.
@@ -38,9 +46,18 @@ def fetch(url: str, dest: str | Path, sha256: str | None, *, source: str, offlin
                     total = int(resp.headers.get("Content-Length") or 0) or None
                     with progress(desc=f"download {source}", total=total, unit="B", unit_scale=True) as bar:
                         while block := resp.read(1 << 16):
-                            out.write(block)
+                            try:
+                                out.write(block)
+                                out.flush()  # a full disk shows here, not at close where it looks like the network
+                            except OSError as exc:  # our disk, not the source: say so
+                                raise _WriteFailed(exc) from exc
                             h.update(block)
                             bar.update(len(block))
+            except _WriteFailed as failed:
+                from genlab.data.arrays import describe_write_error
+
+                raise OSError(f"cannot write {dest}: {describe_write_error(failed.cause, dest.parent)}; "
+                              f"nothing was cached") from None
             except (urllib.error.URLError, OSError, TimeoutError) as exc:
                 reason = getattr(exc, "reason", exc)
                 raise SourceUnavailable(
