@@ -42,13 +42,15 @@ def fetch(url: str, dest: str | Path, sha256: str | None, *, source: str, offlin
     try:
         with atomic_path(dest) as tmp:
             try:
-                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb") as out:
+                # unbuffered: a full disk fails a write here, not the close, where it would look like the network
+                with urllib.request.urlopen(url, timeout=timeout) as resp, open(tmp, "wb", buffering=0) as out:
                     total = int(resp.headers.get("Content-Length") or 0) or None
                     with progress(desc=f"download {source}", total=total, unit="B", unit_scale=True) as bar:
                         while block := resp.read(1 << 16):
                             try:
-                                out.write(block)
-                                out.flush()  # a full disk shows here, not at close where it looks like the network
+                                view = memoryview(block)
+                                while view:  # a raw write may write part of the block
+                                    view = view[out.write(view):]
                             except OSError as exc:  # our disk, not the source: say so
                                 raise _WriteFailed(exc) from exc
                             h.update(block)
