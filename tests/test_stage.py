@@ -86,3 +86,25 @@ def test_sigterm_unwinds_like_ctrl_c(tmp_path, capsys, monkeypatch):
     assert capsys.readouterr().err.splitlines() == ["error: s: terminated"]
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
     assert signal.getsignal(signal.SIGTERM) == before  # the handler is restored
+
+
+def test_damaged_output_of_another_stage_gets_the_restore_commands(tmp_path, capsys, monkeypatch):
+    """The hint comes from dvc.yaml's outs; a stage's own outputs get none (rebuilding is running it)."""
+    from genlab.checkpoint import CheckpointError
+    from genlab.data.arrays import ImageArrayError
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "dvc.yaml").write_text("stages:\n  train_gan:\n    cmd: x\n    outs:\n      - models/gan\n"
+                                       "  generate:\n    cmd: y\n    outs:\n      - data/generated\n")
+    assert run_stage(_raising(CheckpointError("checkpoint models/gan/checkpoint.pt is truncated")), "generate") == 1
+    assert run_stage(_raising(ImageArrayError("data/generated/gan.npy: truncated")), "evaluate") == 1
+    assert run_stage(_raising(ImageArrayError("data/generated/gan.npy: truncated")), "generate") == 1
+    assert run_stage(_raising(ValueError("models/gan/checkpoint.pt: bad")), "generate") == 1
+    assert capsys.readouterr().err.splitlines() == [
+        "error: generate: checkpoint models/gan/checkpoint.pt is truncated; "
+        "restore it with `dvc checkout models/gan` or rebuild it with `dvc repro -f train_gan`",
+        "error: evaluate: data/generated/gan.npy: truncated; "
+        "restore it with `dvc checkout data/generated` or rebuild it with `dvc repro -f generate`",
+        "error: generate: data/generated/gan.npy: truncated",
+        "error: generate: models/gan/checkpoint.pt: bad",
+    ]

@@ -32,8 +32,9 @@ SIGTERM (``kill``, a CI timeout, a shutdown)       143    ``error: <stage>: term
 Ctrl-C and SIGTERM unwind the stage like an exception, so every atomic write in progress
 removes its temporary file and no output is left half-written.
 
-A :class:`~genlab.checkpoint.CheckpointError` about a file another stage writes (``generate``
-reading a truncated ``models/gan/checkpoint.pt``) gets the commands that restore it, from
+A :class:`~genlab.checkpoint.CheckpointError` or an unreadable images file about a file another
+stage writes (``generate`` reading a truncated ``models/gan/checkpoint.pt``, ``evaluate`` a
+truncated ``data/generated/gan.npy``) gets the commands that restore it, from
 ``dvc.yaml``: ``; restore it with `dvc checkout models/gan` or rebuild it with `dvc repro -f train_gan```.
 
 ``main`` returning ``None`` counts as 0. Anything else (a bug: ``TypeError``, ``KeyError``,
@@ -128,18 +129,54 @@ def restore_hint(message: str, current: str, dvc_yaml: str | Path = "dvc.yaml") 
     return ""
 
 
-def _is_checkpoint_error(exc: BaseException) -> bool:
-    # by the loaded module, not an import: numpy-only stages must not pay for importing torch
-    module = sys.modules.get("genlab.checkpoint")
-    return module is not None and isinstance(exc, module.CheckpointError)
+def _is_damaged_input(exc: BaseException) -> bool:
+    """A checkpoint or an images file that cannot be read (a truncated ``models/gan/checkpoint.pt``,
+    ``data/generated/gan.npy``). Checked by the loaded modules, not imports: NumPy-only stages
+    must not pay for importing torch."""
+    kinds = [getattr(sys.modules.get(m), name, None) for m, name in
+             (("genlab.checkpoint", "CheckpointError"), ("genlab.data.arrays", "ImageArrayError"))]
+    return any(k is not None and isinstance(exc, k) for k in kinds)
 
 
-def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
+def _raw_params(path: str | Path = "params.yaml") -> dict:
+    """params.yaml unvalidated (validation, and its errors, come with the stage's own params)."""
+    import yaml
+
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _nproc() -> int:
+    dist_section = _raw_params().get("distributed")
+    value = dist_section.get("nproc", 1) if isinstance(dist_section, dict) else 1
+    return value if isinstance(value, int) and value > 1 else 1
+
+
+def run_stage(main: Callable[[], int | None], name: str | None = None, *, distributed: bool = False) -> int:
     """Run a stage's ``main`` and map its failures to an exit code and one stderr line.
 
     Use as ``raise SystemExit(run_stage(main))``; `name` defaults to the script's file name.
+    ``distributed=True`` (the torch train stages): with ``distributed.nproc`` > 1 the script
+    re-launches itself under ``torchrun`` and each rank joins the process group (DDP).
     """
     name = name or stage_name(main)
+    if distributed:
+        from genlab import distributed as ddp
+
+        if not ddp.under_torchrun() and _nproc() > 1:
+            return ddp.launch(sys.argv[0], _nproc())
+        ddp.init_from_env(str(_raw_params().get("device", "auto")))
+    try:
+        return _run(main, name)
+    finally:
+        if distributed:
+            ddp.shutdown()
+
+
+def _run(main: Callable[[], int | None], name: str) -> int:
     show_traceback = os.environ.get("GENLAB_TRACEBACK", "") not in ("", "0")
     in_main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _raise_terminated) if in_main_thread else None
@@ -155,7 +192,7 @@ def run_stage(main: Callable[[], int | None], name: str | None = None) -> int:
         if show_traceback:
             raise
         line = first_line(exc)
-        if _is_checkpoint_error(exc) and "dvc " not in line:
+        if _is_damaged_input(exc) and "dvc " not in line:
             hint = restore_hint(line, name)
             line = f"{line}; {hint}" if hint else line
         print(f"error: {name}: {line}", file=sys.stderr)
