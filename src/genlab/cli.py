@@ -48,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         return int(args._run(args) or 0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # atomic writes have removed their temporary files on the way out
+        print(f"genlab {args.command}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: an --out under a file, unwritable, disk full
         msg = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
