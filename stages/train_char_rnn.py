@@ -6,6 +6,7 @@ from pathlib import Path
 from genlab.data.text import Vocab, load_text_data
 from genlab.models import char_rnn as char_rnn_model
 from genlab.runtime import resolve_device, seed_everything, write_json, write_text, write_tsv
+from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
 from genlab.train.char_rnn import CharRNNParams, sample_reports, train_char_rnn
@@ -25,6 +26,8 @@ def main() -> int:
     train_ids, val_ids, vocab = load_text_data(DATA)
     result = train_char_rnn(cfg, train_ids, val_ids, vocab.chars, device, seed=common.seed, resume_path=RESUME,
                             data_fingerprint=data_fingerprint(DATA / "meta.json"))
+    if not is_main_process():
+        return 0  # under DDP, rank 0 writes the outputs
     char_rnn_model.save(CHECKPOINT, result.model, vocab={"chars": list(vocab.chars)}, prime=cfg.prime,
                         step=int(result.metrics["char_rnn/best_step"]), metrics=result.metrics)
     generated, sweep = sample_reports(result.model, Vocab(vocab.chars), cfg, seed=common.seed)
@@ -43,4 +46,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(run_stage(main, distributed=True))  # distributed.nproc > 1: torchrun

@@ -7,6 +7,7 @@ from genlab.data.arrays import load_meta, load_split
 from genlab.evaluate.figures import plot_confusion
 from genlab.models import classifier as classifier_model
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
+from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
 from genlab.train.classifier import ClassifierParams, train_classifier
@@ -28,6 +29,8 @@ def main() -> int:
     class_names = load_meta(DATA).get("class_names")
     result = train_classifier(cfg, x_train, y_train, x_test, y_test, class_names=class_names, device=device,
                               seed=common.seed, resume_path=RESUME, data_fingerprint=data_fingerprint(DATA / "meta.json"))
+    if not is_main_process():
+        return 0  # under DDP, rank 0 writes the outputs
     classifier_model.save(CHECKPOINT, result.model, epoch=cfg.epochs, step=result.steps, history=result.history,
                           metrics=result.metrics)
     write_json(METRICS, result.metrics)
@@ -51,4 +54,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(run_stage(main, distributed=True))  # distributed.nproc > 1: torchrun

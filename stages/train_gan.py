@@ -6,6 +6,7 @@ from pathlib import Path
 from genlab.data.arrays import load_split
 from genlab.grids import save_gif
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
+from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
 from genlab.train.gan import GanParams, save_generator_checkpoint, train_gan
@@ -22,6 +23,8 @@ def main() -> int:
     images, labels = load_split(DATA, "train")
     device = resolve_device(common.device)
     result = train_gan(cfg, images, labels, seed=common.seed, device=device, resume_path=RESUME, grid_dir=REPORTS)
+    if not is_main_process():
+        return 0  # under DDP, rank 0 writes the outputs
     save_generator_checkpoint(result, CHECKPOINT)
     write_tsv("plots/gan/losses.tsv", result.history)
     write_json("metrics/gan.json", result.metrics)
@@ -36,4 +39,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(run_stage(main, distributed=True))  # distributed.nproc > 1: torchrun

@@ -8,6 +8,7 @@ from genlab.data.arrays import load_meta, load_split
 from genlab.models import vae as vae_model
 from genlab.render.vae_figures import write_figures
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
+from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
 from genlab.train.vae import VaeData, VaeParams, train_vae
@@ -28,6 +29,8 @@ def main() -> int:
     data = VaeData(train_x, train_y, test_x, test_y, num_classes, data_fingerprint(DATA / "meta.json"))
     device = resolve_device(common.device)
     run = train_vae(cfg, data, seed=common.seed, device=device, resume_path=RESUME, reports_dir=REPORTS)
+    if not is_main_process():
+        return 0  # under DDP, rank 0 writes the outputs
     vae_model.save(CHECKPOINT, run.model, epoch=int(run.metrics["vae/epochs"]), step=int(run.metrics["vae/steps"]),
                    metrics=run.metrics)
     figures = run.figures + write_figures(run.model, test_x, test_y, REPORTS, common.seed, class_names)
@@ -43,4 +46,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_stage(main))
+    raise SystemExit(run_stage(main, distributed=True))  # distributed.nproc > 1: torchrun

@@ -108,7 +108,7 @@ def test_repo_params_yaml_validates_every_section_as_written():
     from genlab.sections import SECTIONS, config_class
 
     data = yaml.safe_load((ROOT / "params.yaml").read_text())
-    shared = ("seed", "device", "tracking")
+    shared = tuple(CommonParams.model_fields)  # seed, device, tracking, distributed
     assert set(data) - set(shared) == set(SECTIONS)
     models = {"common": (CommonParams, {k: data[k] for k in shared})}
     models.update({s: (config_class(s), data[s]) for s in SECTIONS})

@@ -30,12 +30,19 @@ class TrackingParams(StrictModel):
     log_models: bool = True
 
 
+class DistributedParams(StrictModel):
+    """Data-parallel training: > 1 launches the torch train stages through torchrun (DDP)."""
+
+    nproc: int = Field(1, ge=1, le=256)  # processes (GPUs, or CPU processes with gloo) per stage
+
+
 class CommonParams(StrictModel):
     """The sections every stage shares."""
 
     seed: int = Field(0, ge=0, le=2**32 - 1)
     device: Literal["auto", "cpu", "cuda"] = "auto"
     tracking: TrackingParams = TrackingParams()
+    distributed: DistributedParams = DistributedParams()
 
 
 class ParamsError(ValueError):

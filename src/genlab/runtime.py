@@ -37,9 +37,11 @@ def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
     import torch
 
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("device: cuda was requested but no CUDA device is available (use auto or cpu)")
+    if name == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: this rank's GPU
+        return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
 
 
@@ -154,7 +156,7 @@ def progress(iterable: Iterable[T] | None = None, *, desc: str, total: int | Non
     from tqdm.auto import tqdm
 
     flag = os.environ.get("GENLAB_PROGRESS")
-    disable = (flag == "0") or (flag != "1" and not sys.stderr.isatty())
+    disable = kw.pop("disable", False) or (flag == "0") or (flag != "1" and not sys.stderr.isatty())
     return tqdm(iterable, desc=desc, total=total, unit=unit, disable=disable, dynamic_ncols=True,
                 mininterval=0.5, **kw)
 

@@ -171,7 +171,7 @@ class CharRNNStep(StepModule):
         if val["loss"] < self.best["loss"]:
             self.best = {**val, "step": step}
             self.best_state = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        train = float(self.loss_sum) / max(self.loss_n, 1)
+        train = float(self.loop.mean_across_ranks(self.loss_sum)) / max(self.loss_n, 1)  # every rank's items
         self.loss_sum, self.loss_n = torch.zeros(()), 0
         return {"train_loss": train, "val_loss": val["loss"], "val_acc": val["acc"]}
 

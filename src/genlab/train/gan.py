@@ -25,6 +25,7 @@ from genlab.data.arrays import to_uint8
 from genlab.models import gan as gan_model
 from genlab.models.contract import ConfigError
 from genlab.models.gan import Discriminator, Generator, discriminator_accuracy, discriminator_loss, generator_loss
+from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.grids import make_grid, save_image
 from genlab.train.loop import Loop, LoopConfig, StepModule
@@ -298,6 +299,7 @@ def train_gan(
     mcfg = cfg.model_config_for_data(channels, size, num_classes)
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8, resident
     label_data = torch.from_numpy(labels.astype(np.int64)).to(device) if num_classes else None
+    grid_dir = grid_dir if is_main_process() else None  # under DDP, rank 0 writes
     trainer = GanStep(cfg, mcfg, data, label_data, seed=seed, grid_dir=Path(grid_dir) if grid_dir else None,
                       on_epoch_end=on_epoch_end)
     loop = Loop(LoopConfig(

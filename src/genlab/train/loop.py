@@ -22,6 +22,15 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
   ``torch.random.fork_rng``: what they draw cannot change training.
 * ``max_steps`` and the opt-in ``max_seconds`` stop early; the result says what stopped it.
 
+* **Data parallel** (under ``torchrun``, :mod:`genlab.distributed`): each of N ranks takes
+  every N-th item of the global batch (``batch_size`` stays the global batch and must divide by
+  N); each gradient is averaged across ranks as soon as it is accumulated (so clipping and the
+  optimizer see the global gradient); step metrics are averaged; ranks draw from their own RNG
+  streams (seeded from the seed and the rank; all saved for resume); rank 0 alone writes
+  checkpoints (hooks run on every rank; trainers write files from rank 0 only). BatchNorm
+  normalises over each rank's part of the batch (DDP's default without SyncBatchNorm); rank 0's
+  running statistics are the ones saved.
+
 ``GENLAB_STOP_AFTER_STEPS=N`` SIGKILLs the process after global step N (the kill tests).
 """
 
@@ -38,6 +47,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from genlab import distributed as ddp
 from genlab.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.runtime import log, progress
 
@@ -192,7 +202,42 @@ class Loop:
         # the config under the trainer's name, so a mismatch reads as its params key (gan.lr: ...)
         self.key = {"trainer": cfg.name, cfg.name: cfg.resume_key, "seed": cfg.seed, "device": self.device.type,
                     "bf16": self.bf16, "data": cfg.data_fingerprint}
+        self.rank, self.world = ddp.rank(), ddp.world_size()
+        if self.world > 1:
+            self.key["nproc"] = self.world
+            if cfg.batch % self.world:
+                raise ValueError(f"{cfg.name}.batch_size {cfg.batch} does not divide among distributed.nproc "
+                                 f"{self.world} processes")
+            self._sync_gradients()
         trainer.loop = self
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def _sync_gradients(self) -> None:
+        """Average each parameter's gradient across ranks as it is accumulated; start every rank
+        from rank 0's weights."""
+        import torch.distributed as dist
+
+        world = self.world
+
+        def average(p: torch.Tensor) -> None:
+            dist.all_reduce(p.grad)
+            p.grad.div_(world)
+
+        seen: set[int] = set()
+        for opt in self.trainer.optimizers.values():
+            for group in opt.param_groups:
+                for p in group["params"]:
+                    if id(p) not in seen and p.requires_grad:
+                        seen.add(id(p))
+                        p.register_post_accumulate_grad_hook(average)
+        with torch.no_grad():
+            for module in self.trainer.modules.values():
+                for t in module.state_dict().values():
+                    if isinstance(t, torch.Tensor) and t.is_floating_point():
+                        dist.broadcast(t, 0)
 
     def autocast(self) -> torch.autocast:
         """The precision policy as a context: bf16 autocast when the policy says so, else a no-op."""
@@ -213,7 +258,15 @@ class Loop:
         }
 
     def _save(self, finished: bool, acc: dict[str, Any]) -> None:
-        if self.cfg.resume_path is not None:
+        if self.cfg.resume_path is None:
+            return
+        if self.world > 1:  # every rank's RNG streams, gathered on rank 0 (a collective: all ranks call it)
+            import torch.distributed as dist
+
+            states: list[Any] = [None] * self.world
+            dist.all_gather_object(states, rng_state())
+            acc = {**acc, "rank_rng": states}
+        if self.is_main:
             save_checkpoint(self.cfg.resume_path, kind=RESUME_KIND, config={"trainer": self.cfg.name},
                             **self._state(finished, acc))
 
@@ -247,7 +300,7 @@ class Loop:
             s.load_state_dict(ck["schedulers"][k])
         t.load_extra_state(ck["extra"])
         self.epoch, self.step_in_epoch, self.step = ck["epoch"], ck["step_in_epoch"], ck["step"]
-        set_rng_state(ck["rng"])
+        set_rng_state(ck["rank_rng"][self.rank] if self.world > 1 else ck["rng"])
 
     # ------------------------------------------------------------------ the loop
 
@@ -265,6 +318,8 @@ class Loop:
         train_s, resumed_from = 0.0, 0
         last_good = "no checkpoint had been written yet"
 
+        if self.world > 1:  # ranks draw their own noise (dropout, GAN latents): a stream per rank
+            torch.manual_seed(cfg.seed * 1_000_003 + 7919 * self.rank + 1)
         ck = self._try_resume()
         if ck is not None:
             self._restore(ck)
@@ -290,7 +345,7 @@ class Loop:
         stop_at = _stop_after_steps()
         stopped_by = "epochs"
         t_start = time.perf_counter()
-        bar = progress(total=self.total_steps, initial=self.step, desc=name, unit="step")
+        bar = progress(total=self.total_steps, initial=self.step, desc=name, unit="step", disable=not self.is_main)
         while self.epoch < cfg.epochs and stopped_by == "epochs":
             perm = epoch_permutation(cfg.n_items, cfg.seed, self.epoch).to(self.device)
             if self.step_in_epoch == 0 and epoch_sums is not None:
@@ -299,10 +354,12 @@ class Loop:
             t0 = time.perf_counter()
             while self.step_in_epoch < spe:
                 idx = perm[self.step_in_epoch * batch: (self.step_in_epoch + 1) * batch]
-                out = t.step(idx)
+                out = t.step(idx[self.rank::self.world] if self.world > 1 else idx)
                 if not names:
                     names = list(out)
                 vals = torch.stack([out[k].detach().float().reshape(()) for k in names])
+                if self.world > 1:
+                    vals = self.mean_across_ranks(vals)
                 if not bool(torch.isfinite(vals).all()):
                     bad = ", ".join(f"{k}={v:.4g}" for k, v in zip(names, vals.tolist()) if not math.isfinite(v))
                     raise TrainingDiverged(
@@ -326,6 +383,8 @@ class Loop:
                     bar.set_postfix({k: f"{v:.3f}" for k, v in list(zip(names, means))[:3]})
                 last_step = self.step >= self.total_steps
                 out_of_time = cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds
+                if out_of_time is not False and self.world > 1:  # every rank stops at the same step
+                    out_of_time = bool(self.mean_across_ranks(torch.tensor([float(out_of_time)])).item() > 0)
                 if cfg.eval_every and (self.step % cfg.eval_every == 0 or last_step or out_of_time):
                     train_s += time.perf_counter() - t0
                     with torch.random.fork_rng(devices=self._rng_devices()):
@@ -369,6 +428,16 @@ class Loop:
                 "(results then depend on machine speed)")
         return self._result(history, epoch_history, eval_history, names, epoch_sums, epoch_count, train_s,
                             resumed_from, stopped_by)
+
+    def mean_across_ranks(self, vals: torch.Tensor) -> torch.Tensor:
+        """`vals` averaged over the ranks (a collective: every rank calls it); itself in one process."""
+        if self.world == 1:
+            return vals
+        import torch.distributed as dist
+
+        vals = vals.clone()
+        dist.all_reduce(vals)
+        return vals / self.world
 
     def _rng_devices(self) -> list[int]:
         return [self.device.index or 0] if self.device.type == "cuda" else []

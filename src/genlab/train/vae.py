@@ -19,6 +19,7 @@ from pydantic import Field
 
 from genlab.models import vae as vae_model
 from genlab.models.vae import VAE
+from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.render.vae_figures import reconstruction_figure
 from genlab.runtime import log
@@ -192,6 +193,7 @@ def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str 
     shape = tuple(int(v) for v in data.train_images.shape[1:])
     torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
+    reports_dir = reports_dir if is_main_process() else None  # under DDP, rank 0 writes
     trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None)
     values = cfg.model_dump(mode="json")
     loop = Loop(LoopConfig(
