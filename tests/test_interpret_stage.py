@@ -15,7 +15,7 @@ from conftest import run_stage, tiny_params
 from genlab.data.arrays import load_split
 from genlab.data.images import PrepareImagesParams, prepare_images
 from genlab.data.synthetic_rgb import _background, _draw_params, synthetic_rgb
-from genlab.interpret.analysis import stroke_mask
+from genlab.interpret.analysis import InterpretParams, stroke_mask
 from genlab.interpret.saliency import grad_cam, heat_on_mask
 from genlab.models import classifier as classifier_model
 from genlab.models import gan as gan_model
@@ -26,8 +26,8 @@ from genlab.train.vae import VaeData, VaeParams, train_vae
 
 TINY_GAN = dict(arch="dcgan64", ngf=8, ndf=8, z_dim=16, epochs=1, batch_size=32, ema=0.0, n_samples=16,
                 log_every=2, checkpoint_every=100)
-TINY_INTERPRET = dict(n_images=3, heat_images=32, probe_labels=[100, None], probe_train=None, probe_test=None,
-                      probe_max_iter=50, pool=64, batch_size=64)
+TINY_INTERPRET = dict(n_images=2, heat_images=32, probe_labels=[50, None], probe_train=None, probe_test=None,
+                      probe_max_iter=30, pool=64, batch_size=64)
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +39,7 @@ def rgb_run(tmp_path_factory):
                    data, seed=0)
     x_tr, y_tr = load_split(data, "train")
     x_te, y_te = load_split(data, "test")
-    clf = train_classifier(ClassifierParams(channels=[8, 16], hidden=32, epochs=1, batch_size=64), x_tr, y_tr,
+    clf = train_classifier(ClassifierParams(channels=[4, 8], hidden=16, epochs=1, batch_size=64), x_tr, y_tr,
                            x_te, y_te, class_names=[str(d) for d in range(10)], seed=0)
     classifier_model.save(root / "models/classifier/checkpoint.pt", clf.model)
     gan = train_gan(GanParams(**TINY_GAN, batchnorm=True), x_tr, y_tr, seed=0)
@@ -70,7 +70,7 @@ def test_interpret_stage_on_the_rgb_run(rgb_run):
     probe = metrics["probe"]
     assert set(probe) == {"trained_D", "random_D", "pixels"}
     for row in probe.values():
-        assert set(row) == {"100", "all"} and all(0.0 <= v <= 1.0 for v in row.values())
+        assert set(row) == {"50", "all"} and all(0.0 <= v <= 1.0 for v in row.values())
     assert probe["pixels"]["all"] > 0.1  # a linear readout of the pixels learns something even here
     sal = metrics["saliency"]
     assert 0 <= sal["p_real_real"] <= 1 and 0 < sal["stroke_area"] < 1
@@ -89,15 +89,14 @@ def test_interpret_stage_on_the_rgb_run(rgb_run):
     assert runs and "interpret/probe/pixels/all" in runs[0].data.metrics
 
 
-def test_interpret_params_refuse_an_unknown_attribute(rgb_run):
-    params = yaml.safe_load((rgb_run / "params.yaml").read_text())
-    params["interpret"]["attributes"] = ["ink", "curliness"]
-    bad = rgb_run / "bad"
-    bad.mkdir()
-    (bad / "params.yaml").write_text(yaml.safe_dump(params))
-    proc = run_stage("interpret.py", bad, check=False)
-    assert proc.returncode == 2
-    assert "interpret.attributes: unknown attribute curliness; allowed: ink, slant" in proc.stderr
+def test_interpret_params_refuse_an_unknown_attribute():
+    from genlab.params import ParamsError, validate_section
+
+    with pytest.raises(ParamsError) as err:
+        validate_section({"attributes": ["ink", "curliness"]}, "interpret", InterpretParams)
+    assert str(err.value) == ("params.yaml: interpret.attributes: unknown attribute curliness; allowed: ink, slant, "
+                              "got ['ink', 'curliness']")
+    assert validate_section({}, "interpret", InterpretParams).probe_labels == [100, 1000, None]
 
 
 def test_grad_cam_of_a_digit_detector_lights_the_digit():
