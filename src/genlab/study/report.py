@@ -179,6 +179,11 @@ def _fmt(value: float | None, fmt: str) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else format(value, fmt)
 
 
+def _show(value: Any) -> str:
+    """A params value as params.yaml writes it (null, true)."""
+    return "null" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def _ranks(values: np.ndarray) -> np.ndarray:
     order = values.argsort()
     ranks = np.empty(len(values))
@@ -294,8 +299,10 @@ def curves_figure(results: list[Result], fig: FigureSpec, out: Path) -> Path | N
     if not any(res.curves.get(fig.plot) for res in results):
         return None
     f, axes = plt.subplots(1, len(fig.y), figsize=(4.5 * len(fig.y), 3.4), squeeze=False)
+    # many candidates: 10 colours x 2 line styles keep every line apart; the legend goes beside the panels
+    colours = plt.get_cmap("tab10").colors
     for ax, col in zip(axes[0], fig.y):
-        for res in results:
+        for k, res in enumerate(results):
             rows = [r for r in res.curves.get(fig.plot, []) if col in r and fig.x in r]
             if not rows:
                 continue
@@ -304,12 +311,14 @@ def curves_figure(results: list[Result], fig: FigureSpec, out: Path) -> Path | N
             if fig.smooth > 1 and len(y) >= fig.smooth:
                 y = np.convolve(y, np.ones(fig.smooth) / fig.smooth, mode="valid")
                 x = x[fig.smooth - 1:]
-            ax.plot(x, y, label=res.candidate.label, linewidth=1)
-        ax.set_title(col, fontsize=9)
+            ax.plot(x, y, label=res.candidate.label, linewidth=1, color=colours[k % 10],
+                    linestyle="-" if k < 10 else "--", marker="o" if len(x) <= 12 else None, markersize=3)
+        ax.set_title(col + (f" (moving average of {fig.smooth})" if fig.smooth > 1 else ""), fontsize=9)
         ax.set_xlabel(fig.x)
-    axes[0][0].legend(fontsize=7)
+    handles, labels = axes[0][0].get_legend_handles_labels()
     f.suptitle(fig.title, fontsize=10)
     f.tight_layout()
+    f.legend(handles, labels, fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
     return save_figure(f, out, dpi=110)
 
 
@@ -323,10 +332,19 @@ def metric_figure(results: list[Result], metric: MetricSpec, out: Path) -> Path 
     have = [(r.candidate.label, r.metrics[metric.label]) for r in results if r.metrics.get(metric.label) is not None]
     if not have:
         return None
-    f, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(have)), 3.4))
-    ax.bar(range(len(have)), [v for _, v in have], color="tab:blue")
-    ax.set_xticks(range(len(have)), [lbl for lbl, _ in have], rotation=30, ha="right", fontsize=7)
-    ax.set_ylabel(f"{metric.label} ({'lower' if metric.goal == 'min' else 'higher'} is better)")
+    # horizontal bars, labelled, the axis starting near the smallest value: differences of a few
+    # percent between candidates must be visible
+    f, ax = plt.subplots(figsize=(7.0, 0.8 + 0.28 * len(have)))
+    values = np.array([v for _, v in have], dtype=float)
+    ax.barh(range(len(have)), values, color="tab:blue")
+    ax.set_yticks(range(len(have)), [lbl for lbl, _ in have], fontsize=7)
+    ax.invert_yaxis()
+    lo, hi = float(values.min()), float(values.max())
+    span = hi - lo or abs(hi) or 1.0
+    ax.set_xlim(max(0.0, lo - 0.5 * span) if lo >= 0 else lo - 0.5 * span, hi + 0.25 * span)
+    for k, v in enumerate(values):
+        ax.text(v, k, " " + format(v, metric.fmt), va="center", fontsize=7)
+    ax.set_xlabel(f"{metric.label} ({'lower' if metric.goal == 'min' else 'higher'} is better)")
     f.tight_layout()
     return save_figure(f, out, dpi=110)
 
@@ -351,14 +369,14 @@ def write_report(root: Path, study_name: str, spec: StudySpec, candidates: list[
         lines += [f"_Seed report: {spec.seed_report}_", ""]
     shared = {k: v for k, v in candidates[0].overrides.items() if k not in candidates[0].varied}
     if shared:
-        lines += ["Every candidate: " + ", ".join(f"`{k}={v}`" for k, v in shared.items())
+        lines += ["Every candidate: " + ", ".join(f"`{k}={_show(v)}`" for k, v in shared.items())
                   + f"; each is the DVC experiment `{study_name}{STUDY_SEPARATOR}<candidate>` run up to stage "
                   f"`{spec.target}`.", ""]
     varied_keys = list(dict.fromkeys(k for c in candidates for k in c.varied))
     header = ["candidate", *varied_keys, *(m.label for m in spec.metrics), "experiment", "MLflow run"]
     lines += ["## Metrics", "", "| " + " | ".join(header) + " |", "|---" * len(header) + "|"]
     for res in results:
-        cells = [res.candidate.name, *(str(res.params.get(k, "–")) for k in varied_keys),
+        cells = [res.candidate.name, *(_show(res.params.get(k)) for k in varied_keys),
                  *(_fmt(res.metrics.get(m.label), m.fmt) for m in spec.metrics),
                  f"`{res.candidate.exp_name}` ({res.experiment.rev[:7]})",
                  f"`{res.mlflow_run[:12]}`" if res.mlflow_run else "–"]
