@@ -53,6 +53,12 @@ def test_four_queued_experiments_run_two_at_a_time_into_one_store(toy_repo):  # 
         mine = [c for c in children if c.data.tags["mlflow.parentRunId"] == p.info.run_id]
         assert sorted(c.info.run_name for c in mine) == ["first", "second"]
         assert all(c.info.status == "FINISHED" for c in mine)
+        # the store was created by a queued experiment, in a working copy DVC deletes: the
+        # artifacts must still live in the main repository
+        for c in mine:
+            stored = Path(c.info.artifact_uri.removeprefix("file://"))
+            assert stored.is_relative_to(toy_repo / "mlruns"), c.info.artifact_uri
+            assert (stored / f"{c.info.run_name}.json").is_file()
     for lr in LRS:
         logs = dvc(toy_repo, "queue", "logs", f"lr-{lr}").stdout
         assert "database is locked" not in logs and "WARNING: MLflow" not in logs, logs

@@ -309,7 +309,11 @@ def stage_run(
 
         client = MlflowClient(tracking_uri=uri)
         exp = client.get_experiment_by_name(common.tracking.experiment)
-        exp_id = exp.experiment_id if exp else client.create_experiment(common.tracking.experiment)
+        # artifacts of the default sqlite store go next to it, in the main repo: the first run
+        # may be a queued experiment whose working copy (.dvc/tmp/exps/...) DVC deletes
+        where = (_main_repo_root(root) / "mlruns").as_uri() if "MLFLOW_TRACKING_URI" not in os.environ else None
+        exp_id = exp.experiment_id if exp else client.create_experiment(common.tracking.experiment,
+                                                                        artifact_location=where)
         key, name = pipeline_key()
         base_tags = {
             "git_commit": git_commit(root),
