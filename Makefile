@@ -5,7 +5,8 @@ BIN    := $(VENV)/bin
 # The torch build this project is developed against; override for another CUDA/CPU build:
 #   make TORCH="torch torchvision"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
-PYTEST_ARGS ?=
+# a worker per core, whole test files each (the tests of a file share fixtures and run in order)
+PYTEST_ARGS ?= -n auto --dist loadfile
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
