@@ -186,8 +186,8 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
     """Queue the candidates that have no finished experiment on HEAD, run the queue with `jobs`
     workers and wait for it with a progress bar.
 
-    Returns (reused, ran, failed) candidate names. A failed candidate's log is
-    ``dvc queue logs <study>--<candidate>``.
+    Returns (reused, ran, failed) candidate names; failed includes tasks removed from the queue
+    meanwhile. A failed candidate's log is ``dvc queue logs <study>--<candidate>``.
     """
     done, stale = finished(root, candidates)
     todo = [c for c in candidates if c.name not in done]
@@ -211,12 +211,17 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
     start_workers(root, jobs)
     failed: set[str] = set()
     succeeded: set[str] = set()
+    missing: dict[str, int] = {}
     with progress(desc=f"study {candidates[0].study}", total=len(mine), unit="exp") as bar:
         while len(succeeded) + len(failed) < len(mine):
             time.sleep(poll_s)
             status = {t["rev"]: t["status"] for t in _queue_status(root) if t["rev"] in mine}
             now_ok = {r for r, s in status.items() if s == "Success"}
-            now_failed = {r for r, s in status.items() if s == "Failed"}
+            # a task missing from several polls in a row was removed (`dvc queue remove`/`kill`): it
+            # will not finish (one missing poll can be a task between running and its result)
+            for r in mine:
+                missing[r] = missing.get(r, 0) + 1 if r not in status else 0
+            now_failed = {r for r, s in status.items() if s == "Failed"} | {r for r, n in missing.items() if n >= 5}
             bar.update(len(now_ok | now_failed) - len(succeeded | failed))
             succeeded, failed = now_ok, now_failed
             running = sum(s == "Running" for s in status.values())
