@@ -116,7 +116,7 @@ def _vocab_of_another_corpus(ws: Path) -> None:
      "data/images/test_images.npy does not match data/images/meta.json (sha256 differs: changed after prepare_images "
      "wrote it); restore it with `dvc checkout data/images` or rebuild it with `dvc repro -f prepare_images`"),
     ("train_vae", _text_file_as_npy,
-     "data/images/train_images.npy: not a .npy file (it does not start with the NumPy header); "
+     "data/images/train_images.npy: not a readable .npy file (it does not start with the NumPy header); "
      "restore it with `dvc checkout data/images` or rebuild it with `dvc repro -f prepare_images`"),
     ("train_gan", _missing_labels,
      "data/images/train_labels.npy is missing; restore it with `dvc checkout data/images` or rebuild it with "
@@ -198,7 +198,7 @@ def test_full_disk_while_prepared_text_is_written(workspace):
 
 
 @pytest.mark.parametrize(("content", "expected"), [
-    (b"0,0,255\n" * 10, "not a .npy file (it does not start with the NumPy header)"),
+    (b"0,0,255\n" * 10, "not a readable .npy/.npz file (it does not start with the NumPy header)"),
     (b"", "empty"),
     (None, "holds Python objects (pickled data), which genlab does not load"),
 ])

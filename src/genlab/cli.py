@@ -40,6 +40,19 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def one_line_error(exc: BaseException) -> str:
+    """An error as one line; a pydantic ValidationError names the options (``--points: ...``)."""
+    errors = getattr(exc, "errors", None)
+    if callable(errors) and type(exc).__name__ == "ValidationError":
+        parts = []
+        for err in errors():
+            name = "--" + str(err["loc"][-1]).replace("_", "-") if err.get("loc") else "input"
+            msg = err["msg"][:1].lower() + err["msg"][1:]
+            parts.append(f"{name}: {msg}" + (f", got {err['input']!r}" if "input" in err else ""))
+        return "; ".join(parts)
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -52,8 +65,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"genlab {args.command}: interrupted", file=sys.stderr)
         return 130
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: an --out under a file, unwritable, disk full
-        msg = next((line for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
-        print(f"genlab {args.command}: error: {msg}", file=sys.stderr)
+        print(f"genlab {args.command}: error: {one_line_error(exc)}", file=sys.stderr)
         return 2
 
 

@@ -51,7 +51,7 @@ def restore_hint(path: str | Path, stage: str) -> str:
     return f"restore it with `dvc checkout {path}` or rebuild it with `dvc repro -f {stage}`"
 
 
-def read_npy(path: str | Path) -> np.ndarray:
+def read_npy(path: str | Path, accepted: str = ".npy") -> np.ndarray:
     """``np.load`` of one `.npy` without pickle, as one clear ValueError per failure: missing,
     not a NumPy file (a text or image file renamed `.npy`), truncated, or object (pickled) data."""
     path = Path(path)
@@ -63,7 +63,7 @@ def read_npy(path: str | Path) -> np.ndarray:
     except OSError as exc:
         raise ImageArrayError(f"{path}: cannot read ({exc.strerror or exc})") from None
     if head != NPY_MAGIC:
-        what = "empty" if not head else "not a .npy file (it does not start with the NumPy header)"
+        what = "empty" if not head else f"not a readable {accepted} file (it does not start with the NumPy header)"
         raise ImageArrayError(f"{path}: {what}")
     try:
         return np.load(path, allow_pickle=False)
@@ -84,7 +84,7 @@ def load_images(path: str | Path, channels: int | None = None) -> np.ndarray:
     if not path.exists():
         raise ImageArrayError(f"images file not found: {path}")
     if path.suffix != ".npz":
-        return check_images(read_npy(path), str(path), channels)
+        return check_images(read_npy(path, ".npy/.npz"), str(path), channels)
     try:
         with open(path, "rb") as fh:
             if fh.read(len(NPZ_MAGIC)) != NPZ_MAGIC:
