@@ -111,8 +111,6 @@ def test_full_disk_keeps_the_last_checkpoint_and_the_next_run_resumes_from_it(ch
     assert load_checkpoint(chain["ws"] / MODEL, "vae")
 
 
-@pytest.mark.xfail(strict=True, reason="runtime.atomic_path/torch_save (lead-owned) do not name the file or the "
-                                       "cause yet: see /work/notes/requests.md (faults helper)")
 def test_full_disk_message_names_the_checkpoint_and_the_cause(chain):
     stderr = chain["disk_full"][1]
     line = lines(stderr)[0]

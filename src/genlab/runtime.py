@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -72,10 +73,49 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
     try:
         yield tmp_path
+        with open(tmp_path, "rb") as fh:  # the data on disk before the rename makes it visible
+            os.fsync(fh.fileno())
         os.replace(tmp_path, path)
+        try:  # and the rename itself (a sleep or power loss could otherwise leave an empty file)
+            dfd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError:
+            pass  # not every platform can fsync a folder
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+
+
+def _errno_cause(exc: BaseException) -> OSError | None:
+    """The OSError with an errno behind a failed write (torch and NumPy keep it as the context)."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, OSError) and seen.errno:
+            return seen
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def describe_write_error(exc: BaseException, folder: str | Path) -> str:
+    """Why a write failed, in words: the errno behind it (torch and NumPy lose it on the way),
+    else a full disk or a file size limit (``ulimit -f``) when one is the likely cause."""
+    cause = _errno_cause(exc)
+    if cause is not None:
+        return os.strerror(cause.errno)
+    try:
+        if shutil.disk_usage(folder).free < 1 << 20:
+            return os.strerror(28)  # No space left on device
+    except OSError:
+        pass
+    import resource
+
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY:
+        return f"{os.strerror(27)} (the file size limit, ulimit -f, is {limit} bytes)"
+    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -120,7 +160,14 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     import torch
 
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        try:
+            with open(tmp, "wb") as fh:  # a file object: torch keeps the OSError behind its RuntimeError
+                torch.save(obj, fh)
+        except (OSError, RuntimeError) as exc:  # a full disk reads "[enforce fail at inline_container.cc...]"
+            err = OSError(f"cannot write {path}: {describe_write_error(exc, Path(path).parent)}")
+            cause = _errno_cause(exc)
+            err.errno = cause.errno if cause else None
+            raise err from exc
     return Path(path)
 
 

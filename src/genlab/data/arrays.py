@@ -16,6 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genlab.runtime import describe_write_error
+
 
 class ImageArrayError(ValueError):
     """An images file that is not uint8 (N, C, H, W) with C in {1, 3}."""
@@ -193,27 +195,6 @@ def atomic_folder(out_dir: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def describe_write_error(exc: BaseException, folder: str | Path) -> str:
-    """Why a write failed, in words: the errno behind it (torch and NumPy lose it on the way),
-    else a full disk or a file size limit (``ulimit -f``) when one is the likely cause."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, OSError) and seen.errno:
-            return os.strerror(seen.errno)
-        seen = seen.__cause__ or seen.__context__
-    try:
-        if shutil.disk_usage(folder).free < 1 << 20:
-            return os.strerror(28)  # No space left on device
-    except OSError:
-        pass
-    import resource
-
-    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
-    if limit != resource.RLIM_INFINITY:
-        return f"{os.strerror(27)} (the file size limit, ulimit -f, is {limit} bytes)"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
 
 
 def _umask() -> int:

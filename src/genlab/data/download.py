@@ -56,7 +56,7 @@ def fetch(url: str, dest: str | Path, sha256: str | None, *, source: str, offlin
                             h.update(block)
                             bar.update(len(block))
             except _WriteFailed as failed:
-                from genlab.data.arrays import describe_write_error
+                from genlab.runtime import describe_write_error
 
                 raise OSError(f"cannot write {dest}: {describe_write_error(failed.cause, dest.parent)}; "
                               f"nothing was cached") from None
