@@ -14,7 +14,7 @@ from mlflow.tracking import MlflowClient
 from conftest import dvc, make_pipeline_repo, tiny_params
 
 STAGES = {"check_params", "prepare_images", "prepare_text", "train_classifier", "train_char_rnn", "train_char_rnn_numpy",
-          "train_gan", "train_vae", "generate", "evaluate", "render", "report"}
+          "train_gan", "train_vae", "generate", "evaluate", "render", "interpret", "report"}
 EVALUATE_KEYS = {"confidence_mean", "frac_confident", "kl_uniform", "fid", "kid_mean", "kid_std", "inception_score"}
 
 
@@ -95,7 +95,7 @@ def test_exp_run_reruns_exactly_the_gan_and_downstream(pipeline, monkeypatch):
     _git(repo, "add", "-A")
     _git(repo, "commit", "-q", "-m", "results")  # main's results, to come back to
     out = dvc(repo, "exp", "run", "-n", "gan-lr", "-S", "gan.lr=0.0001").stdout
-    assert ran(out) == {"check_params", "train_gan", "generate", "evaluate", "render", "report"}
+    assert ran(out) == {"check_params", "train_gan", "generate", "evaluate", "render", "interpret", "report"}
     show = json.loads(dvc(repo, "exp", "show", "--json").stdout)
     exp = next(e for base in show for e in base.get("experiments") or [] if e.get("name") == "gan-lr")
     scores = exp["revs"][0]["data"]["metrics"]["metrics/evaluate.json"]["data"]
@@ -109,7 +109,7 @@ def test_exp_run_reruns_exactly_the_gan_and_downstream(pipeline, monkeypatch):
     assert sorted(p.info.run_name.split()[0] for p in parents.values()) == ["gan-lr", "workspace"]
     exp_parent = next(p for p in parents.values() if p.info.run_name == "gan-lr")
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == exp_parent.info.run_id]
-    assert {c.info.run_name for c in children} == {"train_gan", "generate", "evaluate", "render", "report"}  # check_params logs nothing
+    assert {c.info.run_name for c in children} == {"train_gan", "generate", "evaluate", "render", "interpret", "report"}  # check_params logs nothing
     assert any(a.path == "index.md" for a in client.list_artifacts(exp_parent.info.run_id))
     # back to main's results: the resume state still holds the experiment's GAN, and that must
     # not make DVC re-train anything (it lives in .genlab/resume, which DVC does not hash)
