@@ -91,7 +91,7 @@ def _genlab(repo: Path, *args: str) -> subprocess.CompletedProcess:
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # the repo's mlflow.db
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env['PATH']}"
     return subprocess.run([sys.executable, "-m", "genlab.cli", "study", *args], cwd=repo, capture_output=True,
-                          text=True, env=env, timeout=600)
+                          text=True, env=env, timeout=1800)
 
 
 @pytest.mark.slow

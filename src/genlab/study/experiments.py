@@ -191,6 +191,7 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
     """
     done, stale = finished(root, candidates)
     todo = [c for c in candidates if c.name not in done]
+    base = head(root)
     if dry_run:
         for cand in todo:
             print("dvc " + " ".join(queue_command(cand, target, force=cand.name in stale)))
@@ -216,12 +217,15 @@ def run_study(root: Path, candidates: list[Candidate], target: str, jobs: int = 
         while len(succeeded) + len(failed) < len(mine):
             time.sleep(poll_s)
             status = {t["rev"]: t["status"] for t in _queue_status(root) if t["rev"] in mine}
-            now_ok = {r for r, s in status.items() if s == "Success"}
-            # a task missing from several polls in a row was removed (`dvc queue remove`/`kill`): it
-            # will not finish (one missing poll can be a task between running and its result)
+            # a task gone from the queue either finished (its experiment ref exists) or was removed
+            # (`dvc queue remove`/`kill`) and will not finish; a task between running and its result
+            # can be missing from a poll or two, so "removed" needs 30 polls in a row without a ref
+            gone = {r for r in mine if r not in status}
+            refs = {e.name for e in experiments(root) if e.baseline == base} if gone else set()
+            now_ok = {r for r, s in status.items() if s == "Success"} | {r for r in gone if mine[r] in refs}
             for r in mine:
-                missing[r] = missing.get(r, 0) + 1 if r not in status else 0
-            now_failed = {r for r, s in status.items() if s == "Failed"} | {r for r, n in missing.items() if n >= 5}
+                missing[r] = missing.get(r, 0) + 1 if r in gone and mine[r] not in refs else 0
+            now_failed = {r for r, s in status.items() if s == "Failed"} | {r for r, n in missing.items() if n >= 30}
             bar.update(len(now_ok | now_failed) - len(succeeded | failed))
             succeeded, failed = now_ok, now_failed
             running = sum(s == "Running" for s in status.values())
