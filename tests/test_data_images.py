@@ -319,7 +319,8 @@ def write_params(folder: Path, **section) -> None:
     "section, expected",
     [
         ({"source": "mnistt"}, "params.yaml: prepare_images.source: unknown image source; allowed: synthetic-digits, "
-                               "mnist, fashion-mnist, kmnist, cifar10, svhn, celeba, idx:<dir>, folder:<dir>, got 'mnistt'"),
+                               "synthetic-rgb, mnist, fashion-mnist, kmnist, cifar10, svhn, celeba, idx:<dir>, "
+                               "folder:<dir>, lsun:<dir>, got 'mnistt'"),
         ({"source": "idx:"}, "params.yaml: prepare_images.source: idx:<dir> needs a folder after 'idx:', got 'idx:'"),
         ({"image_size": 0}, "params.yaml: prepare_images.image_size: must be >= 8, got 0"),
         ({"channels": 2}, "params.yaml: prepare_images.channels: must be one of 1 or 3, got 2"),
