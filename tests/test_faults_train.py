@@ -66,7 +66,9 @@ def chain(tmp_path_factory, digits_dir) -> dict:
 
     # 1. Ctrl-C as soon as the first resume checkpoint is on disk (a 50-epoch run: far from done)
     write_params(ws, epochs=50)
-    proc = subprocess.Popen(script, cwd=ws, stderr=subprocess.PIPE, text=True)
+    # SIGINT as a terminal delivers it: pytest-xdist workers ignore SIGINT, and a child inherits that
+    proc = subprocess.Popen(script, cwd=ws, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 120
     while not (ws / RESUME).exists() and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.02)
