@@ -14,6 +14,13 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 TINY_PARAMS = Path(__file__).with_name("tiny_params.yaml")
 
+# One intra-op thread per process (inherited by every stage and `dvc` subprocess), unless the
+# caller chose otherwise: `make test` runs one xdist worker per core, and torch/OpenMP/BLAS
+# with a thread per core in each of them oversubscribe the cores; OpenMP threads then
+# spin-wait for each other and a tiny stage costs 3-10x its CPU time.
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ.setdefault(_var, "1")
+
 try:
     import torch
 
