@@ -8,7 +8,8 @@ computed in G's step too, and ``.item()`` on every loss every step. genlab's loo
 Rounds alternate (reference, genlab, reference, ...) so that load from other processes hits
 both alike; the median of each is reported, and their ratio.
 
-    python benchmarks/gan_throughput.py                     # 28 px, CPU
+    python benchmarks/gan_throughput.py                     # 28 px, CPU, params.yaml's gan architecture and batch
+    python benchmarks/gan_throughput.py -S d_width=64       # the 64-128-256 discriminator of before issue 12
     OMP_NUM_THREADS=1 python benchmarks/gan_throughput.py   # steadier on a busy machine
     python benchmarks/gan_throughput.py --amp off           # both loops in fp32 (auto: bf16 on CUDA and AMX CPUs)
     python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
@@ -25,9 +26,14 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from genlab.models.gan import Discriminator, Generator
+from genlab.models.gan import APPLIES
+from genlab.models.gan import build as gan_build
 from genlab.runtime import resolve_device
-from genlab.train.gan import GanParams, resolve_bf16, train_gan
+from genlab.train.gan import GanParams, train_gan
+from genlab.train.loop import resolve_bf16
+
+
+APPLIES_MNIST28 = {k for k, archs in APPLIES.items() if archs == ("mnist28",)}
 
 
 class PilDataset(Dataset):
@@ -53,8 +59,8 @@ class PilDataset(Dataset):
 
 def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device, workers: int) -> float:
     """img/s of the PyTorch-example loop over all of `images` (one epoch, drop_last)."""
-    mcfg = cfg.arch_config(images.shape[1], images.shape[2], None)
-    net_g, net_d = Generator(mcfg).to(device), Discriminator(mcfg).to(device)
+    mcfg = cfg.model_config_for_data(images.shape[1], images.shape[2], None)
+    net_g, net_d = (m.to(device) for m in gan_build(mcfg))
     criterion = nn.BCEWithLogitsLoss()
     opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -93,7 +99,9 @@ def main() -> int:
     p.add_argument("--arch", default="mnist28", choices=["mnist28", "dcgan64"])
     p.add_argument("--size", type=int, default=28)
     p.add_argument("--channels", type=int, default=1)
-    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--batch-size", type=int, default=None, help="default: params.yaml's gan.batch_size")
+    p.add_argument("--params", default="params.yaml", help="the gan section of this file sets the architecture")
+    p.add_argument("-S", "--set", action="append", default=[], metavar="KEY=VALUE", help="override gan.KEY")
     p.add_argument("--steps", type=int, default=15, help="training steps per round")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--workers", type=int, default=0, help="reference DataLoader workers")
@@ -104,6 +112,15 @@ def main() -> int:
     args = p.parse_args()
 
     device = resolve_device(args.device)
+    import yaml
+
+    section = dict(yaml.safe_load(open(args.params))["gan"]) if args.params else {}
+    if args.arch != "mnist28" or not args.params:
+        section = {k: v for k, v in section.items() if k not in APPLIES_MNIST28}
+    for item in args.set:
+        key, _, value = item.partition("=")
+        section[key.removeprefix("gan.")] = yaml.safe_load(value)
+    args.batch_size = args.batch_size or int(section.get("batch_size", 128))
     n = args.steps * args.batch_size
     if args.data:
         from genlab.data.arrays import load_split
@@ -114,11 +131,13 @@ def main() -> int:
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (n, args.channels, args.size, args.size), dtype=np.uint8)
         labels = rng.integers(0, 10, n)
-    cfg = GanParams(arch=args.arch, batch_size=args.batch_size, epochs=1, sample_every=10**6, compile=args.compile,
-                    amp=args.amp, log_every=10**6, n_samples=16)
+    cfg = GanParams.model_validate({**section, "arch": args.arch, "batch_size": args.batch_size, "epochs": 1,
+                                    "sample_every": 10**6, "compile": args.compile, "amp": args.amp,
+                                    "log_every": 10**6, "n_samples": 16, "limit": None})
     torch.manual_seed(0)
     print(f"device {device}, torch {torch.__version__}, threads {torch.get_num_threads()}, genlab loop in "
           f"{'bf16' if resolve_bf16(args.amp, device) else 'fp32'} (reference: fp32), {args.arch} "
+          f"(D width {cfg.model_config_for_data(images.shape[1], images.shape[2], None).d_first_width}, lr {cfg.lr}) "
           f"{images.shape[1]}x{images.shape[2]}x{images.shape[3]}, batch {args.batch_size}, {args.steps} steps/round")
     ref, ours = [], []
     genlab_loop(cfg.model_copy(update={"epochs": 1}), images[: 2 * args.batch_size], labels, device)  # warm-up

@@ -229,10 +229,11 @@ def test_finished_or_other_params_checkpoint_starts_fresh(tmp_path):
     again = _states(root)
     assert all(torch.equal(first[k], again[k]) for k in first)
     params = yaml.safe_load((root / "params.yaml").read_text())
-    params["gan"]["lr"] = 1e-4
+    old_lr, params["gan"]["lr"] = params["gan"]["lr"], 1e-4
+    assert old_lr != 1e-4
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     proc = _stage(root, env={"GENLAB_STOP_AFTER_STEPS": "5"}, check=False)
-    assert proc.returncode == -signal.SIGKILL and "under other settings (gan.lr: 0.0002 -> 0.0001)" in proc.stderr
+    assert proc.returncode == -signal.SIGKILL and f"under other settings (gan.lr: {old_lr!r} -> 0.0001)" in proc.stderr
     proc = _stage(root)
     assert "resuming" in proc.stderr and "step 4/12" in proc.stderr
 
@@ -332,14 +333,14 @@ def test_recalibrate_batchnorm_measures_the_statistics_of_prior_samples():
     torch.testing.assert_close(bn.running_var, torch.stack(variances).mean(0))
 
 
-def test_amp_auto_picks_bf16_on_cuda_and_amx_cpus_only(monkeypatch):
+def test_amp_auto_picks_bf16_on_cuda_and_native_bf16_cpus_only(monkeypatch):
     import genlab.train.loop as tg
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    monkeypatch.setattr(tg, "cpu_has_amx", lambda: False)
+    monkeypatch.setattr(tg, "cpu_has_native_bf16", lambda: False)
     assert [tg.resolve_bf16(a, cpu) for a in ("auto", "bf16", "off")] == [False, True, False]
     assert [tg.resolve_bf16(a, cuda) for a in ("auto", "bf16", "off")] == [True, True, False]
-    monkeypatch.setattr(tg, "cpu_has_amx", lambda: True)
+    monkeypatch.setattr(tg, "cpu_has_native_bf16", lambda: True)
     assert [tg.resolve_bf16(a, cpu) for a in ("auto", "bf16", "off")] == [True, True, False]
     monkeypatch.setenv("GENLAB_FP32", "1")  # what a user without bf16 hardware sees, forced
     assert [tg.resolve_bf16(a, d) for a in ("auto", "bf16") for d in (cpu, cuda)] == [False] * 4
@@ -362,6 +363,35 @@ def test_bf16_run_reports_its_precision_and_stays_deterministic():
     fp32 = train_gan(cfg.model_copy(update={"amp": "off"}), images, labels, seed=0)
     assert fp32.metrics["gan/bf16"] == 0
     assert not torch.equal(fp32.generator.state_dict()["fc.0.weight"], a["fc.0.weight"])
+
+
+def test_linear_schedule_decays_both_learning_rates_to_zero():
+    """gan.schedule: linear holds the lr for the first half, then falls to 0 at the last step;
+    it changes what is trained, and it is part of the resume key."""
+    from genlab.train.gan import GanStep, linear_decay, resume_key, train_gan
+
+    f = linear_decay(10, 0.5)
+    assert [f(s) for s in (0, 4, 5, 6, 9, 10)] == [1.0, 1.0, 1.0, pytest.approx(0.8), pytest.approx(0.2), 0.0]
+    images = np.random.default_rng(0).integers(0, 256, (64, 1, 28, 28), dtype=np.uint8)
+    base = dict(epochs=2, batch_size=16, g_width=8, d_width=8, z_dim=8, ema=0.0, n_samples=4, log_every=1)
+    lrs: list[float] = []
+    step = GanStep.step
+
+    def spy(self, idx):  # the lr each optimiser step used
+        lrs.append(self.opt_g.param_groups[0]["lr"])
+        assert self.opt_d.param_groups[0]["lr"] == lrs[-1]
+        return step(self, idx)
+
+    GanStep.step = spy
+    try:
+        linear = train_gan(GanParams.model_validate({**base, "schedule": "linear", "lr": 1e-3}), images, seed=0)
+    finally:
+        GanStep.step = step
+    assert lrs[:4] == [1e-3] * 4 and lrs[-1] == pytest.approx(1e-3 / 4) and all(a >= b for a, b in zip(lrs, lrs[1:]))
+    constant = train_gan(GanParams.model_validate({**base, "lr": 1e-3}), images, seed=0)
+    a, b = linear.generator.state_dict(), constant.generator.state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert resume_key(GanParams.model_validate(base))["schedule"] == "constant"
 
 
 def test_params_defaults_validate():

@@ -44,7 +44,7 @@ class _CharRNNTrainParams(ModelSection):
     eval_streams: int = Field(32, gt=0)  # contiguous val streams evaluated in parallel
     log_every: int = Field(20, gt=0)  # steps per row of the step curves (MLflow)
     checkpoint_every: int = Field(100, gt=0)  # steps between resume checkpoints
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and CPUs with native bf16 (AMX, AVX512-BF16), fp32 elsewhere
     # CPU threads for torch (null: torch's default, one per core); 1 is much faster when other
     # jobs share the cores (a `dvc queue start -j 2`, the test suite)
     threads: int | None = Field(1, gt=0)

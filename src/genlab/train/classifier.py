@@ -49,7 +49,7 @@ class _ClassifierTrainParams(ModelSection):
     eval_batch_size: int = Field(1000, ge=1)
     log_every: int = Field(50, ge=1)  # steps per history row (MLflow curves)
     checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and CPUs with native bf16 (AMX, AVX512-BF16), fp32 elsewhere
 
     def model_config_for_data(self, in_channels: int, image_size: int, class_names: list[str]) -> classifier_model.Config:
         return self.config_for(in_channels=in_channels, image_size=image_size, num_classes=len(class_names),
