@@ -69,6 +69,7 @@ CANDIDATES: dict[str, dict] = {
     "d32_lr6e-4_lsgan_decay": {"d_width": 32, "lr": 6e-4, "loss": "lsgan", "schedule": "linear"},
     "d32_lr6e-4_smooth0.1_decay": {"d_width": 32, "lr": 6e-4, "label_smoothing": 0.1, "schedule": "linear"},
 }
+HIGHLIGHT = ("today", "d32_lr6e-4")  # the defaults before and after issue 12: thick lines in the plot
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")
 
 
@@ -184,7 +185,7 @@ def plot(rows: list[dict], real: dict, path: Path) -> None:
             if not rs:
                 continue
             x = [int(r["images"]) / 1000 for r in rs]
-            style = dict(color=colors[n], marker="o", ms=3, lw=2.2 if n in ("today", "default") else 1.2, label=n)
+            style = dict(color=colors[n], marker="o", ms=3, lw=2.4 if n in HIGHLIGHT else 1.1, label=n)
             axes[0, j].plot(x, [float(r["fid"]) for r in rs], **style)
             axes[1, j].plot(x, [float(r["frac_confident"]) for r in rs], **style)
         if src in real:
