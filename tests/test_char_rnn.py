@@ -112,8 +112,10 @@ def test_best_checkpoint_kept_and_round_trip(tmp_path):
     ids = torch.tensor([[0, 1, 1, 0, 1]])
     torch.testing.assert_close(model(ids)[0], res.model.eval()(ids)[0])
     full = evaluate(model, torch.as_tensor(val), 16, 4, None, torch.device("cpu"))
-    assert full["loss"] == pytest.approx(res.metrics["char_rnn/val_loss"], rel=1e-6)
-    assert full["loss"] == pytest.approx(min(vals), rel=1e-5)
+    # rel 1e-4: the same weights through oneDNN's LSTM kernels gave 1.6087513 during training and
+    # 1.6087040 afterwards (torch 2.14, CPU); the best and the last model differ by > 0.1
+    assert full["loss"] == pytest.approx(res.metrics["char_rnn/val_loss"], rel=1e-4)
+    assert full["loss"] == pytest.approx(min(vals), rel=1e-4)
 
 
 def test_params_errors():
