@@ -74,11 +74,14 @@ def _free_port() -> int:
 def mlflow_server(tmp_path):
     port = _free_port()
     mlflow = Path(sys.executable).with_name("mlflow")
+    # one web worker and no job runner: the defaults start 4 uvicorn workers and 7 huey
+    # consumers, a dozen processes importing mlflow, for a server that answers a few requests
     proc = subprocess.Popen(
-        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port),
+        [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
          "--artifacts-destination", str(tmp_path / "artifacts")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"})
     url = f"http://127.0.0.1:{port}"
     deadline = time.time() + 120
     import urllib.request
