@@ -34,18 +34,24 @@ TIMING = ("seconds", "per_s")  # wall-clock metrics differ between any two runs
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory) -> Path:
-    """Prepared tiny digits and text, made once by the real prepare stages."""
+    """Prepared tiny digits and text, made once by the library functions behind the prepare
+    stages (in this process: two stage subprocesses would only add their imports)."""
+    from genlab.data.images import PrepareImagesParams, prepare_images
+    from genlab.data.text import PrepareTextParams, prepare_text
+
     root = tmp_path_factory.mktemp("prepared")
-    (root / "params.yaml").write_text(yaml.safe_dump(tiny_params()))
-    run_stage("prepare_images.py", root)
-    run_stage("prepare_text.py", root)
+    params = tiny_params()
+    prepare_images(PrepareImagesParams(**params["prepare_images"]), root / "data/images", seed=params["seed"])
+    prepare_text(PrepareTextParams(**params["prepare_text"]), root / "data/text")
     return root
 
 
 def _workdir(prepared: Path, dest: Path, section: str, overrides: dict) -> Path:
+    """A stage folder with the prepared data and tiny params; MLflow off (resume does not touch
+    tracking, and each stage would spend seconds importing and opening the store)."""
     dest.mkdir()
     shutil.copytree(prepared / "data", dest / "data")
-    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(**{section: overrides})))
+    (dest / "params.yaml").write_text(yaml.safe_dump(tiny_params(tracking={"enabled": False}, **{section: overrides})))
     return dest
 
 
