@@ -185,6 +185,31 @@ def test_gaussian_likelihood_trains_and_beta_weights_the_kl():
     torch.testing.assert_close(weighted.loss - plain.loss, 3.0 * plain.kl.mean(), atol=1e-3, rtol=1e-4)  # loss ~ 500: float32 ulp
 
 
+def test_lr_schedules_take_effect_and_key_the_resume_on_epochs(tmp_path):
+    from genlab.checkpoint import load_checkpoint
+
+    data = tiny_data(n_train=64, n_test=32)
+    weights = {}
+    for schedule in ("constant", "cosine", "onecycle"):
+        resume = tmp_path / f"{schedule}.pt"
+        params = VaeParams(hidden=16, epochs=4, batch_size=32, lr=3e-3, lr_schedule=schedule)
+        weights[schedule] = train_vae(params, data, seed=0, resume_path=resume).model.state_dict()
+        state = load_checkpoint(resume, "resume")
+        if schedule == "constant":
+            assert state["schedulers"] == {} and "epochs" not in state["key"]["vae"]
+            continue
+        sched = state["schedulers"]["sched"]
+        if schedule == "cosine":  # 8 steps, T_max 8: the last step lands on lr / 10
+            assert sched["T_max"] == 8 and sched["_last_lr"][0] == pytest.approx(3e-4)
+        else:  # stepped once per optimizer step over the run's 8 steps, warming up from lr / 25
+            assert sched["total_steps"] == 8 and sched["last_epoch"] == 8 and sched["base_lrs"][0] == pytest.approx(3e-3 / 25)
+        assert state["key"]["vae"]["epochs"] == 4  # the schedule depends on the epochs: part of the resume key
+    with pytest.raises(ValueError, match="onecycle needs at least 8 steps, this run has 4"):
+        train_vae(VaeParams(hidden=16, epochs=2, batch_size=32, lr_schedule="onecycle"), data, seed=0)
+    for a, b in (("constant", "cosine"), ("constant", "onecycle"), ("cosine", "onecycle")):
+        assert any(not torch.equal(weights[a][k], weights[b][k]) for k in weights[a]), (a, b)
+
+
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     resume = tmp_path / "resume.pt"
     data = tiny_data()

@@ -37,12 +37,14 @@ class _VaeTrainParams(ModelSection):
     conditional: bool = False  # one-hot label concatenated to encoder input and latent
     beta: float = Field(1.0, ge=0)  # KL weight; 1 is the plain VAE
     lr: float = Field(1e-3, gt=0)  # Adam
+    # per step over all epochs: cosine decays to lr/10; onecycle warms up over the first 25% to lr, then anneals
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
     recon_every: int = Field(1, ge=1)  # reconstructions of fixed test images every N epochs
     log_every: int = Field(50, ge=1)  # steps per history row (MLflow curves)
     checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
-    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and AMX CPUs, fp32 elsewhere
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and CPUs with native bf16 (AMX, AVX512-BF16), fp32 elsewhere
 
     def model_config_for_data(self, image_shape: tuple[int, int, int], num_classes: int) -> vae_model.Config:
         return self.config_for(image_shape=tuple(image_shape), num_classes=num_classes if self.conditional else None)
@@ -52,9 +54,9 @@ DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "va
 VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, section="vae",
                           exclude=("image_shape", "num_classes"), data_key_paths=DATA_KEY_PATHS)
 MODEL_KEYS = tuple(k for k in VaeParams.model_fields if k not in _VaeTrainParams.model_fields)
-# must match to resume; free: epochs (a run may be extended), recon_every (figures only),
-# log_every and checkpoint_every (bookkeeping)
-RESUME_KEYS = MODEL_KEYS + ("conditional", "beta", "lr", "batch_size", "amp")
+# must match to resume; free: epochs (a run may be extended; included with a schedule, which it
+# sets), recon_every (figures only), log_every and checkpoint_every (bookkeeping)
+RESUME_KEYS = MODEL_KEYS + ("conditional", "beta", "lr", "lr_schedule", "batch_size", "amp")
 
 
 @dataclass
@@ -134,10 +136,20 @@ def reconstruct(model: VAE, x_uint8: torch.Tensor, labels: torch.Tensor) -> torc
 
 class VaeStep(StepModule):
     def __init__(self, cfg: Any, model: VAE, data: VaeData, device: torch.device, seed: int,
-                 reports_dir: Path | None):
+                 reports_dir: Path | None, total_steps: int):
         self.cfg, self.model, self.seed, self.reports_dir = cfg, model, seed, reports_dir
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.schedulers = {}
+        if cfg.lr_schedule == "cosine":
+            self.schedulers["sched"] = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total_steps,
+                                                                                  eta_min=cfg.lr / 10)
+        elif cfg.lr_schedule == "onecycle":
+            if total_steps < 8:  # torch's OneCycleLR divides by zero on a warm-up shorter than 2 steps
+                raise ValueError(f"vae.lr_schedule: onecycle needs at least 8 steps, this run has {total_steps} "
+                                 "(raise vae.epochs or lower vae.batch_size)")
+            self.schedulers["sched"] = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=cfg.lr, total_steps=total_steps,
+                                                                           pct_start=0.25)
         self.x_train = torch.from_numpy(np.ascontiguousarray(data.train_images)).to(device)
         self.y_train = torch.from_numpy(np.asarray(data.train_labels, dtype=np.int64)).to(device)
         self.x_test = torch.from_numpy(np.ascontiguousarray(data.test_images)).to(device)
@@ -168,6 +180,8 @@ class VaeStep(StepModule):
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
+        if self.schedulers:
+            self.schedulers["sched"].step()
         return {"loss": out.recon.detach().mean() + out.kl.detach().mean(),  # -ELBO (beta = 1), nats/image
                 "recon": out.recon.detach().mean(), "kl": out.kl.detach().mean()}
 
@@ -194,13 +208,15 @@ def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str 
     torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
     reports_dir = reports_dir if is_main_process() else None  # under DDP, rank 0 writes
-    trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None)
     values = cfg.model_dump(mode="json")
-    loop = Loop(LoopConfig(
+    key = {k: values[k] for k in RESUME_KEYS + (("epochs",) if cfg.lr_schedule != "constant" else ())}
+    loop_cfg = LoopConfig(
         name="vae", n_items=data.train_images.shape[0], batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed,
         device=device, amp=cfg.amp, drop_last=True, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-        resume_path=resume_path, resume_key={k: values[k] for k in RESUME_KEYS}, data_fingerprint=data.fingerprint,
-    ), trainer)
+        resume_path=resume_path, resume_key=key, data_fingerprint=data.fingerprint,
+    )
+    trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None, loop_cfg.total_steps)
+    loop = Loop(loop_cfg, trainer)
     res = loop.run()
     model.eval()
     final = res.epoch_history[-1]
