@@ -30,6 +30,24 @@ except ImportError:  # pragma: no cover
 
 gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 
+# The slowest test files, slowest first (seconds of one worker, `--durations=0`). `make test`
+# hands whole files to its workers in collection order, so the long ones start first and the
+# two workers finish together; xdist's default order (files with the most tests first) started
+# them last, and one worker ran test_pipeline alone for minutes after the other had finished.
+SLOW_FILES = ("test_pipeline.py", "test_resume.py", "test_scale_out.py", "test_gan.py", "test_study.py",
+              "test_distributed.py", "test_cli_generators.py", "test_vae.py", "test_tracking.py", "test_sections.py")
+
+
+def pytest_configure(config):
+    # keep the order below: xdist reorders files by test count unless told otherwise on the command line
+    if hasattr(config.option, "loadscopereorder") and "--loadscope-reorder" not in config.invocation_params.args:
+        config.option.loadscopereorder = False
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(SLOW_FILES)))  # stable: tests keep their order
+
 
 @pytest.fixture(autouse=True)
 def _offline_env(monkeypatch, tmp_path_factory):
