@@ -106,6 +106,8 @@ def test_missing_path_and_unknown_source(tmp_path):
 
 @pytest.mark.slow
 def test_stage_is_deterministic_and_fails_cleanly(stage_dir):
+    # MLflow off: each run would spend seconds importing it and opening the store
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(tiny_params(tracking={"enabled": False})))
     run_stage("prepare_text.py", stage_dir)
     first = {p.name: p.read_bytes() for p in (stage_dir / "data" / "text").iterdir()}
     run_stage("prepare_text.py", stage_dir)
@@ -113,7 +115,7 @@ def test_stage_is_deterministic_and_fails_cleanly(stage_dir):
     assert first == second and {"corpus.txt", "vocab.json", "train.npy", "val.npy", "meta.json"} <= set(first)
 
     (stage_dir / "tiny.txt").write_text("too short")
-    params = tiny_params(prepare_text={"source": "path:tiny.txt"})
+    params = tiny_params(prepare_text={"source": "path:tiny.txt"}, tracking={"enabled": False})
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_stage("prepare_text.py", stage_dir, check=False)
     assert proc.returncode != 0 and "min_chars" in proc.stderr

@@ -150,7 +150,8 @@ def test_check_params_names_the_key_and_the_path(tmp_path):
 def test_missing_source_through_dvc_repro_loses_no_data(tmp_path):
     """Issue 17, finding 1: DVC deletes a stage's outputs before running it, so the gate must
     refuse a missing local source before `prepare_images` starts."""
-    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(prepare_images={"n_train": 100, "n_test": 30}))
+    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(prepare_images={"n_train": 100, "n_test": 30},
+                                                             tracking={"enabled": False}))  # MLflow: seconds per stage
     dvc(repo, "repro", "prepare_images")
     kept = ["data/images/train_images.npy", "data/images/test_labels.npy", "data/images/meta.json",
             "reports/data/samples.png", "metrics/data.json"]
