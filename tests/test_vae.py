@@ -260,6 +260,8 @@ def test_conv_on_an_unfit_image_size_names_the_key(tmp_path):
 @pytest.mark.slow
 def test_stage_end_to_end_on_tiny_params(stage_dir):
     write_data(stage_dir, tiny_data())
+    # the default z_dim is 16; a 2-D latent adds the manifold and the latent scatter
+    (stage_dir / "params.yaml").write_text(yaml.safe_dump(tiny_params(vae={"z_dim": 2})))
     run_stage("train_vae.py", stage_dir)
     metrics = json.loads((stage_dir / "metrics/vae.json").read_text())
     assert {"vae/test_loss", "vae/test_recon", "vae/test_kl"} <= set(metrics)
