@@ -141,6 +141,25 @@ def test_evaluate_is_deterministic_and_accepts_labels(real):
     assert preds.dtype == np.int64 and conf.shape == (300,) and ((conf > 0.1) & (conf <= 1)).all()
 
 
+def test_precomputed_outputs_give_the_same_numbers_and_are_used(real):
+    """The evaluate stage passes one classifier pass per row and one over the test split."""
+    from genlab.evaluate.metrics import classifier_outputs
+
+    images, ref = real["test"][:300], real["train"][:600]
+    plain = evaluate_images(images, real["path"], ref, kid_subset_size=200, seed=3)
+    outputs = classifier_outputs(images, real["model"])
+    ref_feats = classifier_outputs(ref, real["model"])[0]
+    shared = evaluate_images(images, real["model"], ref, kid_subset_size=200, seed=3, outputs=outputs,
+                             reference_features=ref_feats)
+    assert shared["class_hist"] == plain["class_hist"]
+    for k in ("fid", "kid_mean", "confidence_mean", "frac_confident", "inception_score"):
+        assert shared[k] == pytest.approx(plain[k], rel=1e-5, abs=1e-6)
+    # what is passed is what is judged: the test split's own features as reference give another FID
+    other = evaluate_images(images, real["model"], ref, kid_subset_size=200, seed=3, outputs=outputs,
+                            reference_features=outputs[0])
+    assert other["fid"] < plain["fid"] / 10
+
+
 @needs_fashion
 def test_torchmetrics_with_classifier_as_extractor_matches_one_pass_features(real):
     """FID from torchmetrics running the classifier itself equals FID from features computed once."""

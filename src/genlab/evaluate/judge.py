@@ -30,7 +30,7 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     histogram and 30-labelled-samples figures of each row to `report_dir`.
     """
     from genlab.data.arrays import load_images, load_meta, load_split
-    from genlab.evaluate.metrics import evaluate_images, predict
+    from genlab.evaluate.metrics import classifier_outputs, evaluate_images
     from genlab.evaluate.figures import plot_class_histogram, plot_labelled_samples
     from genlab.models.classifier import load as load_classifier
 
@@ -42,15 +42,19 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     rows = {"real": real, **{name: load_images(path) for name, path in samples.items()}}
     metrics, hists = {}, {}
     classifier = load_classifier(classifier, device)  # load once, judge every row
+    # one classifier pass over the test split and one over each row, shared by metrics and figures
+    ref_feats = classifier_outputs(test_images, classifier, device=device, batch_size=cfg.batch_size)[0]
     for name, images in rows.items():
+        feats, probs = classifier_outputs(images, classifier, device=device, batch_size=cfg.batch_size)
         res = evaluate_images(images, classifier, test_images, device=device, batch_size=cfg.batch_size,
-                              kid_subset_size=min(cfg.kid_subset_size, len(images), len(test_images)), seed=seed)
+                              kid_subset_size=min(cfg.kid_subset_size, len(images), len(test_images)), seed=seed,
+                              outputs=(feats, probs), reference_features=ref_feats)
         metrics[name] = {k: float(res[k]) for k in SCALARS}
         hists[name] = [int(c) for c in res["class_hist"]]
         names = class_names or [str(i) for i in range(len(hists[name]))]
         plot_class_histogram(hists[name], names, report_dir / f"{name}_histogram.png",
                              title=f"{name}: classes of {len(images)} images")
-        preds, conf = predict(images, classifier, device=device)
+        preds, conf = probs.argmax(1), probs.max(1)
         plot_labelled_samples(images, preds, conf, report_dir / f"{name}_samples.png", n=30, seed=seed,
                               title=f"{name}: 30 random samples, predicted label (confidence)")
     return metrics, hists

@@ -214,21 +214,27 @@ def evaluate_images(
     kid_subsets: int = 100,
     seed: int = 0,
     labels: np.ndarray | None = None,
+    outputs: tuple[np.ndarray, np.ndarray] | None = None,
+    reference_features: np.ndarray | None = None,
 ) -> dict[str, Any]:
     """Judge uint8 `images` (N, C, H, W) against real `reference` images with a trained classifier.
 
     Returns plain floats and lists: ``confidence_mean``, ``frac_confident`` (max-softmax >= 0.9),
     ``class_hist``, ``kl_uniform`` (nats), ``fid``, ``kid_mean``, ``kid_std``,
     ``inception_score``, ``n_images`` (plus ``accuracy`` when `labels` are given, e.g. for a
-    class-conditional generator).
+    class-conditional generator). `outputs` (features, probabilities of `images`, from
+    :func:`classifier_outputs`) and `reference_features` spare those classifier passes when the
+    caller already has them (the evaluate stage judges several rows against one test set).
     """
     clf = _as_classifier(classifier_path, device)
     check_for_classifier(images, clf, "images")
     check_for_classifier(reference, clf, "reference")
     if len(images) < 2 or len(reference) < 2:
         raise ImageArrayError("FID needs at least 2 images in each set (images and reference)")
-    feats, probs = classifier_outputs(images, clf, device=device, batch_size=batch_size)
-    ref_feats = _reference_features(reference, classifier_path, clf, device, batch_size)
+    feats, probs = outputs if outputs is not None else classifier_outputs(images, clf, device=device,
+                                                                          batch_size=batch_size)
+    ref_feats = (reference_features if reference_features is not None
+                 else _reference_features(reference, classifier_path, clf, device, batch_size))
     preds, conf = probs.argmax(1), probs.max(1)
     hist = class_histogram(preds, clf.num_classes)
     kid_mean, kid_std, kid_size = kernel_distance(feats, ref_feats, subset_size=kid_subset_size,
