@@ -394,6 +394,31 @@ def test_linear_schedule_decays_both_learning_rates_to_zero():
     assert resume_key(GanParams.model_validate(base))["schedule"] == "constant"
 
 
+@pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])
+def test_optimizer_key_picks_the_optimizer_of_both_nets(name, cls):
+    from genlab.train.gan import GanStep, resume_key, train_gan
+
+    images = np.random.default_rng(0).integers(0, 256, (32, 1, 28, 28), dtype=np.uint8)
+    base = dict(epochs=1, batch_size=16, g_width=8, d_width=8, z_dim=8, ema=0.0, n_samples=4, lr=1e-3)
+    seen = []
+    step = GanStep.step
+
+    def spy(self, idx):
+        seen.append((type(self.opt_g), type(self.opt_d), self.opt_g.defaults.get("momentum")))
+        return step(self, idx)
+
+    GanStep.step = spy
+    try:
+        other = train_gan(GanParams.model_validate({**base, "optimizer": name, "momentum": 0.9}), images, seed=0)
+    finally:
+        GanStep.step = step
+    assert seen and all(s == (cls, cls, 0.9) for s in seen)
+    adam = train_gan(GanParams.model_validate(base), images, seed=0)
+    a, b = other.generator.state_dict(), adam.generator.state_dict()
+    assert not all(torch.equal(a[k], b[k]) for k in a)
+    assert resume_key(GanParams.model_validate({**base, "optimizer": name}))["optimizer"] == name
+
+
 def test_params_defaults_validate():
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     cfg = GanParams.model_validate(params["gan"])

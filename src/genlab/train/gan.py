@@ -41,8 +41,11 @@ class _GanTrainParams(ModelSection):
     lr: float = Field(2e-4, gt=0)
     lr_d: float | None = Field(None, gt=0)  # overrides lr for D
     lr_g: float | None = Field(None, gt=0)  # overrides lr for G
+    # adam (beta1, beta2) | rmsprop (alpha = beta2, momentum) | sgd (momentum): the seed report compared all three
+    optimizer: Literal["adam", "rmsprop", "sgd"] = "adam"
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    momentum: float = Field(0.0, ge=0.0, lt=1.0)  # rmsprop and sgd only
     # constant | linear: both lrs fall linearly to 0 over the last `decay_fraction` of the steps
     schedule: Literal["constant", "linear"] = "constant"
     decay_fraction: float = Field(0.5, gt=0.0, le=1.0)
@@ -81,7 +84,8 @@ MODEL_KEYS = tuple(k for k in GanParams.model_fields if k not in _GanTrainParams
 # model key, and every training key that changes what is computed or drawn. Free to differ:
 # epochs (a run may be extended; included when instance noise decays over the whole run),
 # checkpoint_every and compile (same numbers either way).
-RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "lr_g", "beta1", "beta2", "schedule",
+RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "lr_g", "optimizer", "beta1", "beta2",
+                            "momentum", "schedule",
                             "decay_fraction", "limit",
                             "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples",
                             "log_every", "amp", "channels_last")
@@ -165,6 +169,15 @@ def sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None) -> np.n
     return make_grid(to_uint8(x.cpu().numpy()), pad_value=0)  # tanh range -> uint8 grid (H', W', C)
 
 
+def make_optimizer(cfg: Any, params: Any, lr: float) -> torch.optim.Optimizer:
+    """gan.optimizer with its settings; Adam's (beta1, beta2) are the DCGAN paper's (0.5, 0.999)."""
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.RMSprop(params, lr=lr, alpha=cfg.beta2, momentum=cfg.momentum)
+    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
+
+
 def linear_decay(total_steps: int, fraction: float) -> Callable[[int], float]:
     """lr factor at step s: 1 until the last `fraction` of `total_steps`, then linearly down to 0
     at the last step (the average of late, small steps is what the samples show)."""
@@ -192,8 +205,8 @@ class GanStep(StepModule):
         self.gen, self.disc = gen, disc
         # the EMA of G's weights (its buffers follow G's until recalibrate_batchnorm); the first update copies G
         self.ema = AveragedModel(gen, multi_avg_fn=ema_multi_avg_fn(cfg.ema)) if cfg.ema else None
-        self.opt_g = torch.optim.Adam(gen.parameters(), lr=cfg.lr_g or cfg.lr, betas=(cfg.beta1, cfg.beta2))
-        self.opt_d = torch.optim.Adam(disc.parameters(), lr=cfg.lr_d or cfg.lr, betas=(cfg.beta1, cfg.beta2))
+        self.opt_g = make_optimizer(cfg, gen.parameters(), cfg.lr_g or cfg.lr)
+        self.opt_d = make_optimizer(cfg, disc.parameters(), cfg.lr_d or cfg.lr)
         self.modules = {"generator": gen, "discriminator": disc, **({"ema": self.ema} if self.ema else {})}
         self.optimizers = {"opt_g": self.opt_g, "opt_d": self.opt_d}
         if cfg.schedule == "linear":
