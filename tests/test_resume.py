@@ -103,7 +103,8 @@ def test_killed_trainer_resumes_bit_identical(prepared, tmp_path, section):
 def test_resume_whitelist(prepared, tmp_path):
     """Settings that do not change what was computed so far (more epochs, the history's log
     interval) resume a finished run; one that does (the learning rate) starts fresh."""
-    root = _workdir(prepared, tmp_path / "w", "vae", {"epochs": 1})
+    # a constant lr: under a schedule (the default) the epochs shape every step, so they join the key
+    root = _workdir(prepared, tmp_path / "w", "vae", {"epochs": 1, "lr_schedule": "constant", "lr": 1e-3})
     run_stage("train_vae.py", root)
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["vae"].update(epochs=2, log_every=7)
