@@ -29,7 +29,9 @@ STEPS_PER_EPOCH = 18  # tiny params: 600 images / batch 32
 def write_params(ws: Path, epochs: int) -> None:
     # the VAE: the fastest trainer to start and step; no figures (z_dim 4, no reconstructions)
     params = tiny_params(tracking={"enabled": False},
-                         vae={"epochs": epochs, "checkpoint_every": 2, "z_dim": 4, "recon_every": 1000})
+                         # a constant lr: under a schedule the epochs join the resume key
+                         vae={"epochs": epochs, "checkpoint_every": 2, "z_dim": 4, "recon_every": 1000,
+                              "lr_schedule": "constant"})
     (ws / "params.yaml").write_text(yaml.safe_dump(params))
 
 
