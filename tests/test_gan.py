@@ -392,6 +392,9 @@ def test_linear_schedule_decays_both_learning_rates_to_zero():
     a, b = linear.generator.state_dict(), constant.generator.state_dict()
     assert not all(torch.equal(a[k], b[k]) for k in a)
     assert resume_key(GanParams.model_validate(base))["schedule"] == "constant"
+    # the decay spans the whole run: extending it by epochs cannot resume; a constant lr can
+    assert "epochs" in resume_key(GanParams.model_validate({**base, "schedule": "linear"}))
+    assert "epochs" not in resume_key(GanParams.model_validate(base))
 
 
 @pytest.mark.parametrize("name, cls", [("sgd", torch.optim.SGD), ("rmsprop", torch.optim.RMSprop)])

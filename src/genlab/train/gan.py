@@ -301,7 +301,8 @@ class GanStep(StepModule):
 def resume_key(cfg: Any) -> dict[str, Any]:
     """The whitelisted config values a resume checkpoint must share with this run."""
     values = cfg.model_dump(mode="json")
-    keys = RESUME_KEYS + (("epochs",) if cfg.instance_noise else ())
+    # a run may be extended (more epochs) unless something decays over the whole run
+    keys = RESUME_KEYS + (("epochs",) if cfg.instance_noise or cfg.schedule != "constant" else ())
     return {k: values[k] for k in keys}
 
 
