@@ -21,6 +21,7 @@ import argparse
 import statistics
 import time
 
+import genlab  # noqa: F401  (before torch: the OpenMP wait policy the stages run with)
 import numpy as np
 import torch
 from torch import nn

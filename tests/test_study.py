@@ -171,3 +171,15 @@ def test_verdict_ranks_by_the_goal_metric_and_correlates_loss_spread():
     assert lines[1].startswith("Ranking by FID (lower is better): lr=0.0002 (31.2) > lr=0.0001 (40.0) > lr=0.01 (48.9)")
     assert lines[2] == "Spearman ρ(G loss std, FID) = -1.00 over 3 candidates: higher G loss std goes with better FID."
     assert spearman([1, 2, 3], [3, 2, 1]) == pytest.approx(-1.0) and spearman([1, 2], [1, 2]) is None
+
+
+def test_queue_workers_share_the_cpu_threads(monkeypatch):
+    from genlab.study.experiments import worker_env
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert worker_env(2, cpus=2)["OMP_NUM_THREADS"] == "1"
+    assert worker_env(2, cpus=8)["OMP_NUM_THREADS"] == "4"
+    assert worker_env(3, cpus=2)["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in worker_env(1, cpus=2)  # one worker: torch's default, every core
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert worker_env(2, cpus=2)["OMP_NUM_THREADS"] == "2"  # the caller's choice wins
