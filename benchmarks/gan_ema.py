@@ -9,6 +9,12 @@ touch the training RNG.
 
     python benchmarks/gan_ema.py                           # defaults: 7 epochs, ema 0.999
     python benchmarks/gan_ema.py -S epochs=3 -S ema=0.998 --out ema.tsv
+    python benchmarks/gan_ema.py --extra 0.999:mean --extra 0.9995:mean --from-epoch 4   # more averages, one run
+
+``--extra DECAY:WARMUP`` keeps further averages of G's weights beside the stage's, updated after
+every step of the same run (training is untouched): warm-up ``tf`` is the stage's
+min(decay, (1 + n) / (10 + n)); ``mean`` is min(decay, n / (n + 1)), the plain mean of all
+weights so far until the average spans 1 / (1 - decay) steps.
 """
 
 from __future__ import annotations
@@ -25,7 +31,8 @@ from genlab.data.arrays import load_split
 from genlab.evaluate.metrics import evaluate_images
 from genlab.generate import GenerateParams, generate_samples
 from genlab.runtime import resolve_device, seed_everything, write_tsv
-from genlab.train.gan import GanParams, train_gan
+import genlab.train.gan as gan_train
+from genlab.train.gan import GanParams, recalibrate_batchnorm, train_gan
 
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")
 
@@ -37,6 +44,9 @@ def main() -> int:
     p.add_argument("--data", default="data/images")
     p.add_argument("--classifier", default="models/classifier/checkpoint.pt")
     p.add_argument("--out", default=None, help="write the table as TSV here")
+    p.add_argument("--extra", action="append", default=[], metavar="DECAY:WARMUP",
+                   help="another average of G's weights to judge (warm-up tf | mean)")
+    p.add_argument("--from-epoch", type=int, default=1, help="judge from this epoch on")
     args = p.parse_args()
 
     params = yaml.safe_load(Path(args.params).read_text())
@@ -54,6 +64,31 @@ def main() -> int:
     images, labels = load_split(args.data, "train")
     test, _ = load_split(args.data, "test")
     rows: list[dict] = []
+    extras: dict[str, "torch.nn.Module"] = {}
+    if args.extra:
+        import torch
+        from torch.optim.swa_utils import AveragedModel
+
+        def avg_fn(decay: float, warmup: str):
+            @torch.no_grad()
+            def update(averaged, current, n_averaged):
+                n = int(n_averaged)
+                d = min(decay, (1 + n) / (10 + n) if warmup == "tf" else n / (n + 1))
+                torch._foreach_lerp_(averaged, current, 1.0 - d)
+            return update
+
+        step = gan_train.GanStep.step
+
+        def step_and_average(self, idx):
+            out = step(self, idx)
+            for spec in args.extra:
+                if spec not in extras:
+                    decay, _, warmup = spec.partition(":")
+                    extras[spec] = AveragedModel(self.gen, multi_avg_fn=avg_fn(float(decay), warmup or "tf"))
+                extras[spec].update_parameters(self.gen)
+            return out
+
+        gan_train.GanStep.step = step_and_average
 
     def judge(gen) -> dict[str, float]:
         samples, _ = generate_samples(gen, gen_cfg.n_samples, seed=seed, batch_size=gen_cfg.batch_size,
@@ -62,7 +97,11 @@ def main() -> int:
         return {k: round(float(r[k]), 4) for k in KEYS}
 
     def on_epoch_end(epoch: int, sampled, trained) -> None:
-        for name, g in (("trained", copy.deepcopy(trained).eval()), ("sampled", sampled)):
+        if epoch < args.from_epoch:
+            return
+        more = [(f"ema {spec}", recalibrate_batchnorm(copy.deepcopy(m.module), seed=seed * 1_000_003 + epoch))
+                for spec, m in extras.items()]
+        for name, g in (("trained", copy.deepcopy(trained).eval()), ("sampled", sampled), *more):
             if name == "sampled" and not cfg.ema:
                 continue
             rows.append({"epoch": epoch, "generator": name, **judge(g)})

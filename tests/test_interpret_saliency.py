@@ -167,3 +167,22 @@ def test_a_class_conditional_d_is_explained_for_the_label_given():
     b = saliency_maps(d, x, torch.tensor([5, 5]))
     assert all(np.isfinite(m).all() for m in a.values())
     assert not np.allclose(a["guided BP real"], b["guided BP real"])
+
+
+def test_grad_cam_skips_a_last_conv_with_a_1x1_map():
+    # the default 28 px D has 4 layers: 14, 7, 3 and 1 px maps; Grad-CAM on the 1x1 map would
+    # paint every pixel alike, so it explains the 3x3 one
+    from genlab.interpret.discriminator import conv_layers, last_spatial_conv
+    from genlab.models import gan
+
+    torch.manual_seed(0)
+    _, d = gan.build(gan.Config(d_width=8, d_layers=4))
+    d.eval()
+    x = torch.rand(3, 1, 28, 28) * 2 - 1
+    convs = conv_layers(d)
+    assert len(convs) == 4 and last_spatial_conv(d, x) is convs[2]
+    heat = grad_cam(d, x, "real")
+    on_last = grad_cam(d, x, "real", layer=convs[3])
+    # the 1x1 map: one value per image (std is float round-off of it); the 3x3 one varies
+    assert all(float(on_last[i].std()) <= 1e-5 * float(on_last[i].max()) for i in range(3))
+    assert all(float(heat[i].std()) > 0.1 * float(heat[i].max()) > 0 for i in range(3))

@@ -71,7 +71,7 @@ def test_load_refuses_another_kind_and_a_pickle(tmp_path):
 def test_gan_choices_change_the_networks():
     base = dict(z_dim=8, g_width=8, d_width=8)
     conv = (nn.Conv2d,)
-    g3, d3 = gan.build(gan.Config(**base))
+    g3, d3 = gan.build(gan.Config(**base, d_layers=3))
     g4, d4 = gan.build(gan.Config(**base, g_layers=4, d_layers=4, d_dropout=0.3))
     assert count(d4, conv) == count(d3, conv) + 1
     assert count(g4, nn.ConvTranspose2d) == count(g3, nn.ConvTranspose2d) + 1

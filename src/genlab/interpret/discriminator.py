@@ -50,6 +50,23 @@ def last_conv(disc: nn.Module) -> nn.Conv2d | None:
     return convs[-1] if convs else None
 
 
+def last_spatial_conv(disc: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> nn.Conv2d | None:
+    """D's last convolution whose output map on `x` is larger than 1x1 (Grad-CAM's layer: a 1x1
+    map, as the 4th layer of the 28 px D makes, has no "where"); None for a fully connected D."""
+    convs = conv_layers(disc)
+    sizes: dict[int, int] = {}
+    hooks = [c.register_forward_hook(lambda m, _i, o: sizes.__setitem__(id(m), o.shape[-1] * o.shape[-2]))
+             for c in convs]
+    try:
+        with torch.no_grad():
+            forward_logits(disc, x, labels)
+    finally:
+        for h in hooks:
+            h.remove()
+    spatial = [c for c in convs if sizes.get(id(c), 0) > 1]
+    return spatial[-1] if spatial else (convs[-1] if convs else None)
+
+
 def feature_taps(disc: nn.Module) -> list[nn.Module]:
     """The modules whose outputs are D's per-layer features: for each conv (or linear hidden)
     layer, the first activation after it (its output: the layer's representation)."""

@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from genlab.interpret.discriminator import ACTIVATIONS, attribution_copy, forward_logits, last_conv
+from genlab.interpret.discriminator import ACTIVATIONS, attribution_copy, forward_logits, last_conv, last_spatial_conv
 
 TARGETS = {"real": 1.0, "fake": -1.0}
 
@@ -43,11 +43,13 @@ class _Score(nn.Module):
 def grad_cam(disc: nn.Module, x: torch.Tensor, target: str = "real", labels: torch.Tensor | None = None,
              layer: nn.Module | None = None) -> torch.Tensor:
     """Grad-CAM heat maps (B, 1, H, W) >= 0 at input resolution for images in [-1, 1], on
-    `layer` (default: D's last convolution) of a copy of `disc` (the model is not changed)."""
+    `layer` (default: D's last convolution with a map larger than 1x1) of a copy of `disc` (the
+    model is not changed)."""
     from captum.attr import LayerAttribution, LayerGradCam
 
     d = attribution_copy(disc)
-    layer = layer if layer is not None else last_conv(d)
+    if layer is None:
+        layer = last_spatial_conv(d, x[:1], labels[:1] if labels is not None else None)
     if layer is None:
         raise ValueError("Grad-CAM needs a convolutional discriminator (this one has no nn.Conv2d)")
     if not any(m is layer for m in d.modules()):  # a layer of the original: find its twin in the copy
