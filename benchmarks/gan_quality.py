@@ -77,6 +77,31 @@ HIGHLIGHT = ("today", "d32_lr6e-4")  # the defaults before and after issue 12: t
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")
 
 
+def add_candidates(candidates: dict[str, dict], specs: list[str]) -> None:
+    """``--set NAME:KEY=VALUE[,KEY=VALUE]`` -> candidates[NAME] (values parsed as YAML)."""
+    for spec in specs:
+        name, _, kvs = spec.partition(":")
+        candidates[name] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs.split(","))}
+
+
+def run_workers(runs: list[tuple[list[str], str]], jobs: int) -> int:
+    """Run each (command, label) in its own process, `jobs` at a time; prints each as it ends.
+    Returns how many failed."""
+    env = {**os.environ, "GENLAB_PROGRESS": "0"}
+    pending: list[tuple[subprocess.Popen, str]] = []
+    failed = 0
+    for i, (cmd, label) in enumerate(runs):
+        pending.append((subprocess.Popen(cmd, env=env), label))
+        while len(pending) >= jobs or (i == len(runs) - 1 and pending):
+            for proc, name in list(pending):
+                if proc.poll() is not None:
+                    pending.remove((proc, name))
+                    failed += proc.returncode != 0
+                    print(f"[{name}] {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}", flush=True)
+            time.sleep(0.5)
+    return failed
+
+
 def slug(source: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", source.lower().split("/")[-1] if ":" in source else source.lower()).strip("-")
 
@@ -225,9 +250,7 @@ def main() -> int:
     p.add_argument("--worker", nargs=4, metavar=("NAME", "SOURCE", "AMP", "TSV"), help=argparse.SUPPRESS)
     args = p.parse_args()
 
-    for spec in args.set:
-        name, _, kvs = spec.partition(":")
-        CANDIDATES[name] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs.split(","))}
+    add_candidates(CANDIDATES, args.set)
     if args.list:
         for n, o in CANDIDATES.items():
             print(f"{n:14s} {o or '(the defaults of issue 12: ' + json.dumps(TODAY) + ')'}")
@@ -261,25 +284,17 @@ def main() -> int:
             real[slug(source)] = judge_real(data, judge, args.device)
             print(f"{source}: real test images {real[slug(source)]}", flush=True)
         real_path.write_text(json.dumps(real, indent=1))
-        runs = list(itertools.product(names, sources, amps))
         parts = out / "runs"
         parts.mkdir(exist_ok=True)
-        pending: list[tuple[subprocess.Popen, str]] = []
-        env = {**os.environ, "GENLAB_PROGRESS": "0"}
-        for i, (name, source, amp) in enumerate(runs):
+        runs = []
+        for name, source, amp in itertools.product(names, sources, amps):
             tsv = parts / f"{name}__{slug(source)}__{amp}.tsv"
             cmd = [sys.executable, __file__, "--worker", name, source, amp, str(tsv), "--epochs", str(args.epochs),
                    "--params", args.params, "--device", args.device, "--cache", args.cache, "--out", args.out,
                    *(["--limit", str(args.limit)] if args.limit else []),
                    *sum((["--set", s] for s in args.set), [])]
-            pending.append((subprocess.Popen(cmd, env=env), tsv.name))
-            while len(pending) >= args.jobs or (i == len(runs) - 1 and pending):
-                for proc, label in list(pending):
-                    if proc.poll() is not None:
-                        pending.remove((proc, label))
-                        print(f"[{label}] {'done' if proc.returncode == 0 else f'FAILED ({proc.returncode})'}",
-                              flush=True)
-                time.sleep(0.5)
+            runs.append((cmd, tsv.name))
+        run_workers(runs, args.jobs)
     rows = [r for f in sorted((out / "runs").glob("*.tsv")) for r in read_rows(f)]
     if not rows:
         print("no finished runs", file=sys.stderr)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
-from gan_quality import judge_real, prepare, read_rows, slug, write_rows  # noqa: E402
+from gan_quality import add_candidates, judge_real, prepare, read_rows, run_workers, slug, write_rows  # noqa: E402
 
 CANDIDATES: dict[str, dict] = {
     "base": {},  # params.yaml as it is
@@ -82,9 +81,7 @@ def main() -> int:
     p.add_argument("--list", action="store_true")
     p.add_argument("--worker", nargs=5, metavar=("NAME", "SOURCE", "AMP", "SEED", "TSV"), help=argparse.SUPPRESS)
     args = p.parse_args()
-    for item in args.set:
-        name, _, kvs = item.partition(":")
-        CANDIDATES[name] = {k: yaml.safe_load(v) for k, _, v in (kv.partition("=") for kv in kvs.split(","))}
+    add_candidates(CANDIDATES, args.set)
     if args.list:
         for n, o in CANDIDATES.items():
             print(f"{n:12s} {o}")
@@ -108,26 +105,16 @@ def main() -> int:
     for source in sources:
         data, judge = prepare(source, cache, params, args.device)
         print(f"{source}: real test images {judge_real(data, judge, args.device)}", flush=True)
-    jobs = list(itertools.product(names, sources, args.amp or ["off"], range(args.seeds)))
     parts = out / "parts"
     parts.mkdir(exist_ok=True)
-    running: list[tuple[subprocess.Popen, tuple]] = []
-    failed = 0
-    while jobs or running:
-        while jobs and len(running) < args.jobs:
-            job = jobs.pop(0)
-            tsv = parts / f"{job[0]}__{slug(job[1])}__{job[2]}__{job[3]}.tsv"
-            cmd = [sys.executable, __file__, "--worker", job[0], job[1], job[2], str(job[3]), str(tsv),
-                   "--params", args.params, "--device", args.device, "--cache", args.cache]
-            cmd += [a for s in args.set for a in ("--set", s)]
-            running.append((subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True), job))
-        time.sleep(0.5)
-        for proc, job in list(running):
-            if proc.poll() is not None:
-                running.remove((proc, job))
-                if proc.returncode:
-                    failed += 1
-                    print(f"{job}: failed: {(proc.stderr.read() or '').strip().splitlines()[-1:]}", flush=True)
+    runs = []
+    for name, source, amp, seed in itertools.product(names, sources, args.amp or ["off"], range(args.seeds)):
+        tsv = parts / f"{name}__{slug(source)}__{amp}__{seed}.tsv"
+        cmd = [sys.executable, __file__, "--worker", name, source, amp, str(seed), str(tsv),
+               "--params", args.params, "--device", args.device, "--cache", args.cache,
+               *sum((["--set", s] for s in args.set), [])]
+        runs.append((cmd, tsv.name))
+    failed = run_workers(runs, args.jobs)
     rows = [r for f in sorted(parts.glob("*.tsv")) for r in read_rows(f)]
     write_rows(out / "quality.tsv", rows)
     groups: dict[tuple, list[dict]] = {}
