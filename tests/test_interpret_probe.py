@@ -35,17 +35,17 @@ def test_layer_features_are_every_layer_max_pooled(arch, size, channels):
     _, d = gan.build(gan.Config(arch=arch, image_size=size, channels=channels, **kw))
     d.eval()
     taps = feature_taps(d)
-    convs = [m for m in d.modules() if isinstance(m, nn.Conv2d)]
-    assert len(taps) == len(convs) == (4 if arch == "mnist28" else 3)  # mnist28: d_layers 4 by default
+    layers = [m for m in d.features if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(taps) == len(layers) == (4 if arch == "mnist28" else 3)  # mnist28: d_layers 4 by default (3 convs + FC)
     x = torch.rand(4, channels, size, size) * 2 - 1
     outs = []
     hooks = [t.register_forward_hook(lambda _m, _i, o: outs.append(o.clone())) for t in taps]
     d(x)
     for h in hooks:
         h.remove()
-    feats = layer_features(d, x, grid=2)
-    # a map smaller than the grid (the 4th layer's 1x1) is pooled to its own size, not repeated
-    expected = torch.cat([F.adaptive_max_pool2d(o, min(2, o.shape[-1])).flatten(1) for o in outs], 1)
+    feats = layer_features(d, x, grid=4)
+    # a map smaller than the grid (3x3 here) is pooled to its own size, not repeated; the fully connected 4th layer is taken whole
+    expected = torch.cat([(F.adaptive_max_pool2d(o, min(4, o.shape[-1])) if o.dim() == 4 else o).flatten(1) for o in outs], 1)
     torch.testing.assert_close(feats, expected)
 
 

@@ -170,13 +170,19 @@ def test_a_class_conditional_d_is_explained_for_the_label_given():
 
 
 def test_grad_cam_skips_a_last_conv_with_a_1x1_map():
-    # the default 28 px D has 4 layers: 14, 7, 3 and 1 px maps; Grad-CAM on the 1x1 map would
-    # paint every pixel alike, so it explains the 3x3 one
+    # a D whose last conv leaves a 1x1 map (the 28 px D of before, with a 4x4 conv where the
+    # default now has its fully connected twin): Grad-CAM on the 1x1 map would paint every pixel
+    # alike, so it explains the 3x3 one
     from genlab.interpret.discriminator import conv_layers, last_spatial_conv
     from genlab.models import gan
 
     torch.manual_seed(0)
     _, d = gan.build(gan.Config(d_width=8, d_layers=4))
+    layers = list(d.features)
+    k = next(i for i, m in enumerate(layers) if isinstance(m, nn.Flatten))
+    assert isinstance(layers[k + 1], nn.Linear) and isinstance(layers[k + 2], nn.BatchNorm1d)
+    layers[k:k + 3] = [nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64)]
+    d.features = nn.Sequential(*layers)
     d.eval()
     x = torch.rand(3, 1, 28, 28) * 2 - 1
     convs = conv_layers(d)
@@ -186,3 +192,6 @@ def test_grad_cam_skips_a_last_conv_with_a_1x1_map():
     # the 1x1 map: one value per image (std is float round-off of it); the 3x3 one varies
     assert all(float(on_last[i].std()) <= 1e-5 * float(on_last[i].max()) for i in range(3))
     assert all(float(heat[i].std()) > 0.1 * float(heat[i].max()) > 0 for i in range(3))
+    # the default D: its last conv is the 3x3 one already
+    _, d0 = gan.build(gan.Config(d_width=8, d_layers=4))
+    assert last_spatial_conv(d0.eval(), x) is conv_layers(d0)[-1] and len(conv_layers(d0)) == 3

@@ -73,7 +73,8 @@ def test_gan_choices_change_the_networks():
     conv = (nn.Conv2d,)
     g3, d3 = gan.build(gan.Config(**base, d_layers=3))
     g4, d4 = gan.build(gan.Config(**base, g_layers=4, d_layers=4, d_dropout=0.3))
-    assert count(d4, conv) == count(d3, conv) + 1
+    # the 4th layer maps 3x3 -> 1x1: fully connected (the 4x4 conv it stands for, see below)
+    assert count(d4, conv) == count(d3, conv) and count(d4, nn.Linear) == count(d3, nn.Linear) + 1
     assert count(g4, nn.ConvTranspose2d) == count(g3, nn.ConvTranspose2d) + 1
     assert count(d3, nn.Dropout) == 0 and count(d4, (nn.Dropout, nn.Dropout2d)) >= 4
     # the report's D layout, and D's width
@@ -89,6 +90,22 @@ def test_gan_choices_change_the_networks():
     assert count(g_mlp, conv + (nn.ConvTranspose2d,)) == 0
     assert sorted({m.out_features for m in d_mlp.modules() if isinstance(m, nn.Linear)}) == [1, 16]
     assert {m.out_features for m in g_mlp.modules() if isinstance(m, nn.Linear)} == {32, 28 * 28}
+
+
+def test_gan_d_fully_connected_4th_layer_is_the_4x4_conv_it_replaces():
+    # a 4x4 stride-2 pad-1 conv on a 3x3 map reads taps 1..3 of its kernel over the whole input
+    # (taps 0 only ever see padding): the Linear on the flattened map with those taps is that conv
+    torch.manual_seed(0)
+    _, d = gan.build(gan.Config(z_dim=8, g_width=8, d_width=8, d_layers=4))
+    lin = [m for m in d.features if isinstance(m, nn.Linear)]
+    assert len(lin) == 1 and lin[0].in_features == 32 * 3 * 3 and lin[0].out_features == 64
+    conv = nn.Conv2d(32, 64, 4, 2, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.normal_()
+        lin[0].weight.copy_(conv.weight[:, :, 1:, 1:].reshape(64, -1))
+    x = torch.randn(5, 32, 3, 3)
+    torch.testing.assert_close(lin[0](x.flatten(1)), conv(x).flatten(1), rtol=1e-4, atol=1e-4)
+    assert d(torch.rand(5, 1, 28, 28) * 2 - 1).shape == (5,)
 
 
 def test_gan_init_sets_the_weight_spread():

@@ -52,7 +52,7 @@ def last_conv(disc: nn.Module) -> nn.Conv2d | None:
 
 def last_spatial_conv(disc: nn.Module, x: torch.Tensor, labels: torch.Tensor | None = None) -> nn.Conv2d | None:
     """D's last convolution whose output map on `x` is larger than 1x1 (Grad-CAM's layer: a 1x1
-    map, as the 4th layer of the 28 px D makes, has no "where"); None for a fully connected D."""
+    map, as a 4x4 conv on a 3x3 map makes, has no "where"); None for a fully connected D."""
     convs = conv_layers(disc)
     sizes: dict[int, int] = {}
     hooks = [c.register_forward_hook(lambda m, _i, o: sizes.__setitem__(id(m), o.shape[-1] * o.shape[-2]))

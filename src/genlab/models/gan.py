@@ -61,7 +61,8 @@ class Config(ModelConfig):
     g_layers: int = field(default=3, metadata=bounds(ge=2, le=6))  # transposed convs in G (the last two upsample)
     g_width: int = field(default=64, metadata=bounds(gt=0))  # channels of G's transposed convs (the report's 64)
     d_layout: Literal["dcgan", "report"] = "dcgan"
-    d_layers: int = field(default=4, metadata=bounds(ge=2, le=4))  # stride-2 convs in D (4 since issue 12: better per image)
+    # stride-2 layers in D (4 since issue 12: better per image); on 28 px the 4th maps 3x3 -> 1x1 and is fully connected
+    d_layers: int = field(default=4, metadata=bounds(ge=2, le=4))
     # D's first-layer channels. 32 since issue 12 (32-64-128: half the CPU time of 64-128-256, as good per image
     # at lr 6e-4); None keeps what checkpoints written before meant: 64 (dcgan) / 16 (report)
     d_width: int | None = field(default=32, metadata=bounds(gt=0))
@@ -195,14 +196,21 @@ class Discriminator(nn.Module):
             for i in range(cfg.d_layers):
                 c_out = w * 2**i
                 if cfg.d_layout == "dcgan":
-                    # (B, c_in, n, n) -> (B, c_out, n/2, n/2); BN before LeakyReLU, none on layer 1
-                    layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i == 0)]
-                    if i > 0:
-                        layers += [nn.BatchNorm2d(c_out)]
+                    n_out = _conv_out(n, 4, 2, 1)
+                    if n_out == 1 and i > 0:
+                        # (B, c_in, 3, 3) -> (B, c_out): a 4x4 stride-2 conv that leaves a 1x1 map reads the
+                        # whole 3x3 input (its other taps see only padding), so it is this fully connected
+                        # layer: the same function, ~5x cheaper on CPU than oneDNN's conv (fwd + bwd)
+                        layers += [nn.Flatten(), nn.Linear(c_in * n * n, c_out, bias=False), nn.BatchNorm1d(c_out)]
+                    else:
+                        # (B, c_in, n, n) -> (B, c_out, n/2, n/2); BN before LeakyReLU, none on layer 1
+                        layers += [nn.Conv2d(c_in, c_out, 4, 2, 1, bias=i == 0)]
+                        if i > 0:
+                            layers += [nn.BatchNorm2d(c_out)]
                     layers += [nn.LeakyReLU(0.2, True)]
                     if cfg.d_dropout > 0:
                         layers += [nn.Dropout(cfg.d_dropout)]
-                    n = _conv_out(n, 4, 2, 1)
+                    n = n_out
                 else:  # the seed report: conv -> LeakyReLU -> dropout -> BatchNorm, on every layer
                     layers += [nn.Conv2d(c_in, c_out, 3, 2, 1), nn.LeakyReLU(0.2, True)]
                     if cfg.d_dropout > 0:
