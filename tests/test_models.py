@@ -108,6 +108,25 @@ def test_gan_d_fully_connected_4th_layer_is_the_4x4_conv_it_replaces():
     assert d(torch.rand(5, 1, 28, 28) * 2 - 1).shape == (5,)
 
 
+def test_gan_d_loads_a_checkpoint_with_the_4th_layer_as_a_conv():
+    # what train_gan saved before the 4th layer became fully connected: a 4x4 conv where the
+    # Flatten is now, then its BatchNorm2d; such a D loads into today's and computes the same
+    torch.manual_seed(0)
+    _, d_new = gan.build(gan.Config(z_dim=8, g_width=8, d_width=8, d_layers=4))
+    _, d_old = gan.build(gan.Config(z_dim=8, g_width=8, d_width=8, d_layers=4))
+    layers = list(d_old.features)
+    k = next(i for i, m in enumerate(layers) if isinstance(m, nn.Flatten))
+    layers[k:k + 3] = [nn.Conv2d(32, 64, 4, 2, 1, bias=False), nn.BatchNorm2d(64)]
+    d_old.features = nn.Sequential(*layers)
+    with torch.no_grad():
+        for m in d_old.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.normal_(), m.running_var.uniform_(0.5, 2), m.weight.normal_()
+    d_new.load_state_dict(d_old.state_dict())
+    x = torch.rand(6, 1, 28, 28) * 2 - 1
+    torch.testing.assert_close(d_new.eval()(x), d_old.eval()(x), rtol=1e-4, atol=1e-5)
+
+
 def test_gan_init_sets_the_weight_spread():
     torch.manual_seed(0)
     g_normal, _ = gan.build(gan.Config(z_dim=8, g_width=64))

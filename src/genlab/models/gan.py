@@ -238,6 +238,19 @@ class Discriminator(nn.Module):
         self.head = nn.Linear(self.feature_dim, 1)
         self.embed = nn.Embedding(cfg.num_classes, self.feature_dim) if cfg.num_classes else None
         init_weights(self, cfg.init)
+        self._register_load_state_dict_pre_hook(self._from_conv_4th_layer)
+
+    def _from_conv_4th_layer(self, state_dict: dict, prefix: str, *_: Any) -> None:
+        """Checkpoints written before the 28 px D's 1x1-output layer became fully connected hold it
+        as a 4x4 conv (then its BatchNorm) where a Flatten now sits: take its live 3x3 taps."""
+        k = next((i for i, m in enumerate(self.features) if isinstance(m, nn.Flatten)), None)
+        old = f"{prefix}features.{k}.weight"
+        if k is None or old not in state_dict or state_dict[old].dim() != 4:
+            return
+        for key in [key for key in state_dict if key.startswith(f"{prefix}features.{k + 1}.")]:  # BN k+1 -> k+2
+            state_dict[key.replace(f"features.{k + 1}.", f"features.{k + 2}.", 1)] = state_dict.pop(key)
+        w = state_dict.pop(old)  # (c_out, c_in, 4, 4) -> (c_out, c_in * 3 * 3)
+        state_dict[f"{prefix}features.{k + 1}.weight"] = w[:, :, 1:, 1:].reshape(w.shape[0], -1)
 
     def forward(self, x: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         h = self.features(x).flatten(1)  # (B, C, H, W) -> (B, c*n*n)
