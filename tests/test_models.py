@@ -71,7 +71,7 @@ def test_load_refuses_another_kind_and_a_pickle(tmp_path):
 def test_gan_choices_change_the_networks():
     base = dict(z_dim=8, g_width=8, d_width=8)
     conv = (nn.Conv2d,)
-    g3, d3 = gan.build(gan.Config(**base, d_layers=3))
+    g3, d3 = gan.build(gan.Config(**base, g_layers=3, d_layers=3))
     g4, d4 = gan.build(gan.Config(**base, g_layers=4, d_layers=4, d_dropout=0.3))
     # the 4th layer maps 3x3 -> 1x1: fully connected (the 4x4 conv it stands for, see below)
     assert count(d4, conv) == count(d3, conv) and count(d4, nn.Linear) == count(d3, nn.Linear) + 1
