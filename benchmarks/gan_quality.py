@@ -78,6 +78,7 @@ CANDIDATES: dict[str, dict] = {
     "d4fc_g4": {"d_width": 32, "lr": 6e-4, "d_layers": 4, "g_layers": 4},
     "d4fc_b32": {"d_width": 32, "lr": 6e-4, "d_layers": 4, "batch_size": 32},
     "d4fc_d48": {"d_width": 48, "lr": 6e-4, "d_layers": 4},
+    "d4fc_g5": {"d_width": 32, "lr": 6e-4, "d_layers": 4, "g_layers": 5},
     "d32_lr6e-4_g96_g4": {"d_width": 32, "lr": 6e-4, "g_width": 96, "g_layers": 4},  # the fashion-mnist preset + G's layer
 }
 HIGHLIGHT = ("today", "d4fc_g4")  # the defaults before and after issue 12: thick lines in the plot
@@ -183,7 +184,7 @@ def run_one(name: str, source: str, amp: str, epochs: int, data: Path, judge: Pa
         r = evaluate_images(samples, judge, test, device=dev, kid_subsets=5)
         spent[0] += time.perf_counter() - t
         rows.append({"candidate": name, "source": slug(source), "amp": amp, "epoch": epoch,
-                     "images": epoch * (len(images) // cfg.batch_size) * cfg.batch_size,
+                     "images": epoch * (len(images[: cfg.limit]) // cfg.batch_size) * cfg.batch_size,  # gan.limit: what it trains on
                      **{k: round(float(r[k]), 4) for k in KEYS},
                      "train_s": round(time.perf_counter() - t0 - spent[0], 1)})
 
@@ -232,7 +233,8 @@ def plot(rows: list[dict], real: dict, path: Path) -> None:
         axes[1, j].set(xlabel="thousand images seen", ylabel="frac_confident (higher is better)")
         for ax in axes[:, j]:
             ax.grid(alpha=0.3)
-    axes[0, -1].legend(fontsize=7, loc="upper right")
+    for j in range(len(panels)):  # each panel names its own candidates (they differ between panels)
+        axes[0, j].legend(fontsize=7, loc="upper right")
     fig.suptitle("GAN quality against images seen (judged after each epoch on 10,000 samples)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
