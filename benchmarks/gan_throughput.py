@@ -12,6 +12,7 @@ both alike; the median of each is reported, and their ratio.
     python benchmarks/gan_throughput.py -S d_width=64       # the 64-128-256 discriminator of before issue 12
     OMP_NUM_THREADS=1 python benchmarks/gan_throughput.py   # steadier on a busy machine
     python benchmarks/gan_throughput.py --amp off           # both loops in fp32 (auto: bf16 on CUDA and AMX CPUs)
+    python benchmarks/gan_throughput.py --amp off --ablate  # + the reference with genlab's choices one by one
     python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
 """
 
@@ -90,6 +91,51 @@ def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, devic
     return n / (time.perf_counter() - t0)
 
 
+def ablated_loop(cfg: GanParams, images: np.ndarray, device: torch.device, *, tensors: bool, channels_last: bool,
+                 freeze_d: bool) -> float:
+    """img/s of the reference loop with genlab's choices switched on one at a time (``--ablate``):
+    `tensors` (the uint8 set on the device, a batch an index into it, no PIL / DataLoader),
+    `channels_last`, `freeze_d` (no D weight gradients in G's step). All three = genlab's arithmetic
+    without its EMA, fused Adam and bookkeeping."""
+    mcfg = cfg.model_config_for_data(images.shape[1], images.shape[2], None)
+    net_g, net_d = (m.to(device) for m in gan_build(mcfg))
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    net_g, net_d = net_g.to(memory_format=fmt), net_d.to(memory_format=fmt)
+    criterion = nn.BCEWithLogitsLoss()
+    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
+    b = cfg.batch_size
+    if tensors:
+        data = torch.from_numpy(images).to(device)
+        batches = (data[i].float().mul_(2 / 255).sub_(1) for i in torch.randperm(len(data), device=device).split(b)
+                   if len(i) == b)
+    else:
+        labels = np.zeros(len(images), dtype=np.int64)
+        batches = (x for x, _ in DataLoader(PilDataset(images, labels), batch_size=b, shuffle=True, drop_last=True))
+    n = 0
+    t0 = time.perf_counter()
+    for real in batches:
+        real = real.to(device).contiguous(memory_format=fmt)
+        net_d.requires_grad_(True)
+        net_d.zero_grad()
+        err_real = criterion(net_d(real), torch.full((b,), 1.0, device=device))
+        err_real.backward()
+        fake = net_g(torch.randn(b, mcfg.z_dim, device=device))
+        err_fake = criterion(net_d(fake.detach()), torch.full((b,), 0.0, device=device))
+        err_fake.backward()
+        opt_d.step()
+        net_d.requires_grad_(not freeze_d)
+        net_g.zero_grad()
+        err_g = criterion(net_d(fake), torch.full((b,), 1.0, device=device))
+        err_g.backward()
+        opt_g.step()
+        _ = (err_real.item(), err_fake.item(), err_g.item())
+        n += b
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return n / (time.perf_counter() - t0)
+
+
 def genlab_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
     res = train_gan(cfg, images, labels, seed=0, device=device)
     return res.metrics["gan/img_per_s"]
@@ -110,6 +156,9 @@ def main() -> int:
     p.add_argument("--compile", action="store_true", help="genlab loop with torch.compile")
     p.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"], help="genlab loop autocast")
     p.add_argument("--data", default=None, help="a prepared data folder (default: random images)")
+    p.add_argument("--ablate", action="store_true",
+                   help="also the reference with genlab's data path, channels_last and a frozen D in G's step, "
+                        "switched on one after another: where the ratio comes from")
     args = p.parse_args()
 
     device = resolve_device(args.device)
@@ -149,6 +198,16 @@ def main() -> int:
         print(f"round {r + 1}: reference {ref[-1]:8.1f} img/s   genlab {ours[-1]:8.1f} img/s   ratio {ours[-1] / ref[-1]:.2f}x")
     mr, mo = statistics.median(ref), statistics.median(ours)
     print(f"median: reference {mr:.1f} img/s, genlab {mo:.1f} img/s, ratio {mo / mr:.2f}x")
+    if args.ablate:
+        steps = [("+ tensors on the device", dict(tensors=True, channels_last=False, freeze_d=False)),
+                 ("+ channels_last", dict(tensors=True, channels_last=True, freeze_d=False)),
+                 ("+ D frozen in G's step", dict(tensors=True, channels_last=True, freeze_d=True))]
+        for name, kw in steps:
+            rates = []
+            for _ in range(args.rounds):
+                rates.append(ablated_loop(cfg, images, device, **kw))
+            m = statistics.median(rates)
+            print(f"reference {name:26s} {m:8.1f} img/s  {m / mr:.2f}x the reference  (genlab {mo / m:.2f}x this)")
     return 0
 
 
