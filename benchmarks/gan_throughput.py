@@ -59,48 +59,16 @@ class PilDataset(Dataset):
         return self.transform(pil), int(self.labels[i])
 
 
-def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device, workers: int) -> float:
-    """img/s of the PyTorch-example loop over all of `images` (one epoch, drop_last)."""
-    mcfg = cfg.model_config_for_data(images.shape[1], images.shape[2], None)
-    net_g, net_d = (m.to(device) for m in gan_build(mcfg))
-    criterion = nn.BCEWithLogitsLoss()
-    opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
-    loader = DataLoader(PilDataset(images, labels), batch_size=cfg.batch_size, shuffle=True, drop_last=True,
-                        num_workers=workers)
-    n = 0
-    t0 = time.perf_counter()
-    for real, _ in loader:
-        real = real.to(device)
-        b = real.size(0)
-        net_d.zero_grad()
-        err_real = criterion(net_d(real), torch.full((b,), 1.0, device=device))
-        err_real.backward()
-        fake = net_g(torch.randn(b, mcfg.z_dim, device=device))
-        err_fake = criterion(net_d(fake.detach()), torch.full((b,), 0.0, device=device))
-        err_fake.backward()
-        opt_d.step()
-        net_g.zero_grad()
-        err_g = criterion(net_d(fake), torch.full((b,), 1.0, device=device))
-        err_g.backward()
-        opt_g.step()
-        _ = (err_real.item(), err_fake.item(), err_g.item())  # the example logs these every step
-        n += b
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-    return n / (time.perf_counter() - t0)
+def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device, workers: int = 0,
+                   *, tensors: bool = False, channels_last: bool = False, freeze_d: bool = False) -> float:
+    """img/s of the PyTorch-example loop over all of `images` (one epoch, drop_last).
 
-
-def ablated_loop(cfg: GanParams, images: np.ndarray, device: torch.device, *, tensors: bool, channels_last: bool,
-                 freeze_d: bool) -> float:
-    """img/s of the reference loop with genlab's choices switched on one at a time (``--ablate``):
-    `tensors` (the uint8 set on the device, a batch an index into it, no PIL / DataLoader),
-    `channels_last`, `freeze_d` (no D weight gradients in G's step). All three = genlab's arithmetic
-    without its EMA, fused Adam and bookkeeping."""
+    ``--ablate`` switches genlab's choices on in it one at a time: `tensors` (the uint8 set on the
+    device, a batch an index into it, no PIL / DataLoader), `channels_last`, `freeze_d` (no D weight
+    gradients in G's step). All three = genlab's arithmetic without its EMA, fused Adam and bookkeeping."""
     mcfg = cfg.model_config_for_data(images.shape[1], images.shape[2], None)
-    net_g, net_d = (m.to(device) for m in gan_build(mcfg))
     fmt = torch.channels_last if channels_last else torch.contiguous_format
-    net_g, net_d = net_g.to(memory_format=fmt), net_d.to(memory_format=fmt)
+    net_g, net_d = (m.to(device).to(memory_format=fmt) for m in gan_build(mcfg))
     criterion = nn.BCEWithLogitsLoss()
     opt_d = torch.optim.Adam(net_d.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
     opt_g = torch.optim.Adam(net_g.parameters(), lr=cfg.lr, betas=(cfg.beta1, 0.999))
@@ -110,13 +78,14 @@ def ablated_loop(cfg: GanParams, images: np.ndarray, device: torch.device, *, te
         batches = (data[i].float().mul_(2 / 255).sub_(1) for i in torch.randperm(len(data), device=device).split(b)
                    if len(i) == b)
     else:
-        labels = np.zeros(len(images), dtype=np.int64)
-        batches = (x for x, _ in DataLoader(PilDataset(images, labels), batch_size=b, shuffle=True, drop_last=True))
+        loader = DataLoader(PilDataset(images, labels), batch_size=b, shuffle=True, drop_last=True, num_workers=workers)
+        batches = (x for x, _ in loader)
     n = 0
     t0 = time.perf_counter()
     for real in batches:
         real = real.to(device).contiguous(memory_format=fmt)
-        net_d.requires_grad_(True)
+        if freeze_d:
+            net_d.requires_grad_(True)
         net_d.zero_grad()
         err_real = criterion(net_d(real), torch.full((b,), 1.0, device=device))
         err_real.backward()
@@ -124,12 +93,13 @@ def ablated_loop(cfg: GanParams, images: np.ndarray, device: torch.device, *, te
         err_fake = criterion(net_d(fake.detach()), torch.full((b,), 0.0, device=device))
         err_fake.backward()
         opt_d.step()
-        net_d.requires_grad_(not freeze_d)
+        if freeze_d:
+            net_d.requires_grad_(False)
         net_g.zero_grad()
         err_g = criterion(net_d(fake), torch.full((b,), 1.0, device=device))
         err_g.backward()
         opt_g.step()
-        _ = (err_real.item(), err_fake.item(), err_g.item())
+        _ = (err_real.item(), err_fake.item(), err_g.item())  # the example logs these every step
         n += b
     if device.type == "cuda":
         torch.cuda.synchronize()
@@ -205,7 +175,7 @@ def main() -> int:
         for name, kw in steps:
             rates = []
             for _ in range(args.rounds):
-                rates.append(ablated_loop(cfg, images, device, **kw))
+                rates.append(reference_loop(cfg, images, labels, device, args.workers, **kw))
             m = statistics.median(rates)
             print(f"reference {name:26s} {m:8.1f} img/s  {m / mr:.2f}x the reference  (genlab {mo / m:.2f}x this)")
     return 0
