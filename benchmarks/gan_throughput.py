@@ -13,6 +13,7 @@ both alike; the median of each is reported, and their ratio.
     OMP_NUM_THREADS=1 python benchmarks/gan_throughput.py   # steadier on a busy machine
     python benchmarks/gan_throughput.py --amp off           # both loops in fp32 (auto: bf16 on CUDA and AMX CPUs)
     python benchmarks/gan_throughput.py --amp off --ablate  # + the reference with genlab's choices one by one
+    python benchmarks/gan_throughput.py --amp off --flops   # + each loop's convolution and matmul GFLOP/s
     python benchmarks/gan_throughput.py --device cuda --arch dcgan64 --size 64 --channels 3
 """
 
@@ -106,6 +107,16 @@ def reference_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, devic
     return n / (time.perf_counter() - t0)
 
 
+def flops_per_image(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device, **kw) -> float:
+    """Convolution and matmul FLOPs of one reference step (``**kw``: its --ablate switches), per image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    b = cfg.batch_size
+    with FlopCounterMode(display=False) as counter:
+        reference_loop(cfg, images[:b], labels[:b], device, **kw)
+    return counter.get_total_flops() / b
+
+
 def genlab_loop(cfg: GanParams, images: np.ndarray, labels: np.ndarray, device: torch.device) -> float:
     res = train_gan(cfg, images, labels, seed=0, device=device)
     return res.metrics["gan/img_per_s"]
@@ -129,6 +140,9 @@ def main() -> int:
     p.add_argument("--ablate", action="store_true",
                    help="also the reference with genlab's data path, channels_last and a frozen D in G's step, "
                         "switched on one after another: where the ratio comes from")
+    p.add_argument("--flops", action="store_true",
+                   help="also the convolution and matmul FLOPs per image of each loop (torch's FlopCounterMode) "
+                        "and the GFLOP/s they ran at")
     args = p.parse_args()
 
     device = resolve_device(args.device)
@@ -178,6 +192,12 @@ def main() -> int:
                 rates.append(reference_loop(cfg, images, labels, device, args.workers, **kw))
             m = statistics.median(rates)
             print(f"reference {name:26s} {m:8.1f} img/s  {m / mr:.2f}x the reference  (genlab {mo / m:.2f}x this)")
+    if args.flops:
+        # genlab's arithmetic is the reference's with D frozen in G's step (Adam and the EMA are not counted)
+        f_ref = flops_per_image(cfg, images, labels, device)
+        f_ours = flops_per_image(cfg, images, labels, device, tensors=True, channels_last=True, freeze_d=True)
+        print(f"convolutions + matmuls: reference {f_ref / 1e6:.1f} MFLOP per image at {f_ref * mr / 1e9:.0f} GFLOP/s, "
+              f"genlab {f_ours / 1e6:.1f} MFLOP per image at {f_ours * mo / 1e9:.0f} GFLOP/s")
     return 0
 
 
