@@ -24,6 +24,43 @@ def test_atomic_path_keeps_old_file_on_error(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.json"]
 
 
+def test_atomic_path_leaves_nothing_when_interrupted_right_after_creating_its_file(tmp_path, monkeypatch):
+    """Ctrl-C lands between bytecodes: here in the first call after the temporary file exists (the
+    fault suite's Ctrl-C test hit that window now and then, with a resume checkpoint every 2 steps)."""
+    import genlab.runtime as rt
+
+    target = tmp_path / "ckpt.pt"
+    target.write_bytes(b"previous")
+    real_close = rt.os.close
+    calls = []
+
+    def close_then_interrupt(fd: int) -> None:
+        real_close(fd)
+        calls.append(fd)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(rt.os, "close", close_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"new")
+    monkeypatch.undo()
+    assert calls  # the interrupt did come after the file was created
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt.pt"]
+    assert target.read_bytes() == b"previous"
+
+
+def test_atomic_path_keeps_the_umask_permissions(tmp_path):
+    import os
+
+    old = os.umask(0o027)
+    try:
+        write_json(tmp_path / "m.json", {"a": 1})
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.json").stat().st_mode & 0o777 == 0o640
+
+
 def test_atomic_path_creates_parents_and_replaces(tmp_path):
     target = tmp_path / "a" / "b" / "rows.tsv"
     write_tsv(target, [{"step": 1, "loss": 0.5}, {"step": 2, "loss": 0.25}])

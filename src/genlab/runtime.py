@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
 import random
+import secrets
 import shutil
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -65,13 +66,12 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; outputs get the usual permissions
+    # the name first, the file inside the try: a Ctrl-C between creating the file and entering the
+    # try (mkstemp's own bytecode, the chmod) left it behind. 64 random bits make a clash with
+    # another writer's temporary file as good as impossible (O_EXCL would refuse it).
+    tmp_path = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp{path.suffix}"
     try:
+        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
         yield tmp_path
         with open(tmp_path, "rb") as fh:  # the data on disk before the rename makes it visible
             os.fsync(fh.fileno())
@@ -159,11 +159,16 @@ def torch_save(obj: Any, path: str | Path) -> Path:
     """`torch.save` atomically: an interrupted save never leaves a truncated checkpoint."""
     import torch
 
+    # Serialised in memory, written by Python: a Ctrl-C during torch's own writes to a file came back
+    # as its RuntimeError ("unexpected pos ...", an interrupted write) and ended the stage as a
+    # write error (exit 1) instead of an interrupt (130). The checkpoint is in memory twice meanwhile.
+    buf = io.BytesIO()
+    torch.save(obj, buf)
     with atomic_path(path) as tmp:
         try:
-            with open(tmp, "wb") as fh:  # a file object: torch keeps the OSError behind its RuntimeError
-                torch.save(obj, fh)
-        except (OSError, RuntimeError) as exc:  # a full disk reads "[enforce fail at inline_container.cc...]"
+            with open(tmp, "wb") as fh:
+                fh.write(buf.getbuffer())
+        except (OSError, RuntimeError) as exc:
             err = OSError(f"cannot write {path}: {describe_write_error(exc, Path(path).parent)}")
             cause = _errno_cause(exc)
             err.errno = cause.errno if cause else None
