@@ -118,6 +118,13 @@ def load_meta(data_dir: str | Path, stage: str = "prepare_images") -> dict:
     return meta
 
 
+def has_labels(meta: dict) -> bool:
+    """Whether a prepared set's labels can train a judge classifier, a conditional model or a
+    label probe: `prepare_images` records ``has_labels`` (a flat folder, CelebA or one LSUN
+    category has none), and one class is no label either."""
+    return bool(meta.get("has_labels", True)) and int(meta.get("num_classes", 0)) >= 2
+
+
 def read_prepared(data_dir: str | Path, name: str, meta: dict, stage: str) -> np.ndarray:
     """One array of a prepared folder, checked against the sha256 its meta.json recorded.
 
