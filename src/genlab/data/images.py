@@ -18,7 +18,6 @@ statistics). The folder is replaced atomically: a run that fails leaves it as it
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +27,9 @@ from pydantic_core import PydanticCustomError
 
 from genlab.data.arrays import atomic_folder, check_images
 from genlab.data.download import OFFLINE_IMAGES, SourceUnavailable
+from genlab.data.lsun import load_lsun
+from genlab.data.sources_base import ImageSet, ImageSourceError, limits
+from genlab.data.synthetic_rgb import load_synthetic_rgb
 from genlab.params import StrictModel
 from genlab.runtime import log, save_figure, sha256_file, write_json, write_npy
 
@@ -41,10 +43,6 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sanda
 _KNOWN_IDX_LABELS = {
     "657fbd221bfc9f4198cc14b5619cc33ec57c58dd0e47af4d99d6650759e869a7": ("fashion-mnist", FASHION_CLASSES),
 }
-
-
-class ImageSourceError(ValueError):
-    """Local image data that cannot be used (bad IDX files, an empty folder, unreadable images)."""
 
 
 class PrepareImagesParams(StrictModel):
@@ -72,16 +70,6 @@ class PrepareImagesParams(StrictModel):
         # a custom error type keeps pydantic's "Value error, " prefix out of the one-line message
         raise PydanticCustomError(
             "source", f"unknown image source; allowed: {', '.join(NAMED_SOURCES)}, idx:<dir>, folder:<dir>, lsun:<dir>")
-
-
-@dataclass
-class ImageSet:
-    """Both splits of a source in the shared format, before the options are applied."""
-
-    train: tuple[np.ndarray, np.ndarray]
-    test: tuple[np.ndarray, np.ndarray]
-    class_names: list[str]
-    info: dict = field(default_factory=dict)  # source-specific facts for meta.json
 
 
 # ---------------------------------------------------------------------------- pure transforms
@@ -121,11 +109,6 @@ def to_size(images: np.ndarray, size: int, batch: int = 4096) -> np.ndarray:
 
 def apply_limit(split: tuple[np.ndarray, np.ndarray], n: int | None) -> tuple[np.ndarray, np.ndarray]:
     return split if n is None else (split[0][:n], split[1][:n])
-
-
-def limits(limit: int | None) -> tuple[int | None, int | None]:
-    """(train, test) caps for the `limit` option."""
-    return (None, None) if limit is None else (limit, max(1, limit // 6))
 
 
 # ---------------------------------------------------------------------------- sources
@@ -275,12 +258,8 @@ def load_source(cfg: PrepareImagesParams, seed: int) -> ImageSet:
     if src == "synthetic-digits":
         return load_synthetic(cfg, seed)
     if src == "synthetic-rgb":
-        from genlab.data.synthetic_rgb import load_synthetic_rgb
-
         return load_synthetic_rgb(cfg, seed)
     if src.startswith("lsun:"):
-        from genlab.data.lsun import load_lsun
-
         return load_lsun(Path(src[5:]).expanduser(), cfg, seed)
     if src.startswith("idx:"):
         return load_idx(Path(src[4:]).expanduser())

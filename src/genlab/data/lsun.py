@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from genlab.data.download import OFFLINE_IMAGES, SourceUnavailable
+from genlab.data.sources_base import ImageSet, ImageSourceError, limits
 
 
 @contextlib.contextmanager
@@ -50,9 +51,8 @@ def lsun_databases(folder: Path) -> tuple[Path, dict[str, list[str]]]:
     return root, by_split
 
 
-def load_lsun(folder: Path, cfg, seed: int):
+def load_lsun(folder: Path, cfg, seed: int) -> ImageSet:
     """The ``lsun:<dir>`` source for `prepare_images` (`cfg`: its ``PrepareImagesParams``)."""
-    from genlab.data.images import ImageSet, ImageSourceError, limits
     from genlab.runtime import progress
 
     try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from genlab.data.sources_base import ImageSet, limits
 from genlab.data.synthetic_digits import BOX, OUT, render_digits
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -161,11 +162,9 @@ def synthetic_rgb(n_train: int = 60000, n_test: int = 10000, seed: int = 0, size
     }
 
 
-def load_synthetic_rgb(cfg, seed: int):
+def load_synthetic_rgb(cfg, seed: int) -> ImageSet:
     """The ``synthetic-rgb`` source for `prepare_images` (`cfg`: its ``PrepareImagesParams``),
     rendered at ``cfg.image_size`` (32 px is SVHN's size)."""
-    from genlab.data.images import ImageSet, limits
-
     n_tr, n_te = limits(cfg.limit)
     splits = synthetic_rgb(min(cfg.n_train, n_tr or cfg.n_train), min(cfg.n_test, n_te or cfg.n_test), seed,
                            cfg.image_size)
