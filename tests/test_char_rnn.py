@@ -220,7 +220,7 @@ class _CountingStdout(io.StringIO):
 
 
 def test_genlab_text_flushes_every_character(tiny_checkpoint, monkeypatch):
-    from genlab import text_cli
+    from genlab.cli import text as text_cli
 
     fake = _CountingStdout()
     monkeypatch.setattr(sys, "stdout", fake)

@@ -110,7 +110,7 @@ def test_genlab_text_on_a_numpy_model_defaults_to_its_training_prime(tmp_path):
 
     from genlab.char_rnn_numpy import CharRNN, RNNConfig
     from genlab.char_rnn_numpy.train import CharRNNNumpyParams
-    from genlab.text_cli import load_text_model
+    from genlab.cli.text import load_text_model
 
     vocab = Vocab("abcd ")
     model = CharRNN(RNNConfig(vocab_size=5, hidden_size=8), rng=np.random.default_rng(0), vocab=vocab)

@@ -154,7 +154,7 @@ def test_tampered_checkpoint_is_refused_without_running_its_code(logged, tmp_pat
 
 
 def test_genlab_serve_model_uri_reads_the_checkpoint_and_runs_no_model_code(logged, tmp_path, monkeypatch):
-    from genlab.serve.cli import load_services
+    from genlab.cli.serve import load_services
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", logged.uri)
 

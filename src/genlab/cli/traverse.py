@@ -23,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from genlab.data.arrays import load_split
     from genlab.generate import load_generator
-    from genlab.render.cli_sample import resolve_model
+    from genlab.cli.sample import resolve_model
     from genlab.render.figures import RenderParams, render_traversal
     from genlab.runtime import resolve_device
 

@@ -1,7 +1,8 @@
 """The `genlab` command: use trained models and judge images without writing code.
 
-Each sub-command lives in its own module exposing ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``; this file only dispatches, so commands stay next to their library code.
+Each sub-command ``NAME`` lives in its own module ``genlab.cli.NAME`` exposing ``HELP``,
+``add_arguments(parser)`` and ``run(args) -> int``; this file only dispatches. A command module
+parses options and calls library code; the library never imports it.
 """
 
 from __future__ import annotations
@@ -11,14 +12,8 @@ import importlib
 import sys
 
 # name -> module implementing it
-COMMANDS: dict[str, str] = {
-    "evaluate": "genlab.evaluate.cli",
-    "text": "genlab.text_cli",
-    "sample": "genlab.render.cli_sample",
-    "traverse": "genlab.render.cli_traverse",
-    "serve": "genlab.serve.cli",
-    "study": "genlab.study.cli",
-}
+COMMANDS: dict[str, str] = {name: f"genlab.cli.{name}" for name in
+                             ("evaluate", "text", "sample", "traverse", "serve", "study")}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,7 +62,3 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: an --out under a file, unwritable, disk full
         print(f"genlab {args.command}: error: {one_line_error(exc)}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())
