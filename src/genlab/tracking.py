@@ -7,8 +7,8 @@
   parent); else (a stage run by hand) a parent of its own.
 * Stages write their DVC outputs *before* logging here, and a tracking failure is reported as
   a warning: it never loses a trained model or fails a stage whose outputs are written.
-* An unreachable store is found fast and once per stage (:func:`store_problem`: a 3 s connect
-  for a server, a folder check for sqlite; MLflow's own retries would stall each stage for
+* An unreachable store is found fast and once per stage (:func:`store_problem`: a short connect
+  (``CONNECT_TIMEOUT_S``) for a server, a folder check for sqlite; MLflow's own retries would stall each stage for
   minutes) and costs one warning line. Writers of one sqlite store (stages of parallel
   ``dvc exp run``s, ``dvc queue start -j N``) take turns through a file lock (:func:`store_lock`):
   concurrent first use of a fresh store, or overlapping writes, lose no run.
@@ -45,7 +45,7 @@ def study_tags(exp_name: str | None) -> dict[str, str]:
 
 # seconds a stage waits to connect to an MLflow server before it logs nothing (one warning)
 CONNECT_TIMEOUT_S = 3.0
-# MLflow's HTTP client retries 7 times with backoff (over 2 minutes per call); a stage needs few
+# MLflow's HTTP client retries 7 times with exponential backoff by default (minutes per call); a stage needs few
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
 # waits between tries of a write that met "database is locked" (another process writing)
@@ -89,8 +89,9 @@ def store_lock(uri: str) -> Iterator[None]:
     """Hold an exclusive lock on a sqlite store across processes (a no-op for other stores).
 
     MLflow creates a fresh sqlite store's tables with migrations that race when two processes
-    open it at once ("duplicate column name"), and a write waits only 5 s for another writer
-    ("database is locked"). The lock file lives in the temp folder, not beside the store."""
+    open it at once ("duplicate column name"), and a write waits only sqlite's short busy
+    timeout for another writer ("database is locked"). The lock file lives in the temp folder,
+    not beside the store."""
     path = sqlite_path(uri)
     if path is None:
         yield

@@ -35,8 +35,8 @@ class CharRNNNumpyParams(StrictModel):
     num_layers: int = Field(1, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     # BLAS threads for the matrix products; 1 is fastest for these small (B, H) @ (H, H)
-    # products and is robust on a shared machine (a 2-thread OpenBLAS on 2 busy cores was
-    # measured 25-100x slower); null leaves the library default
+    # products and is robust on a shared machine (OpenBLAS's threads wait for each other on busy
+    # cores: docs/speed.md); null leaves the library default
     blas_threads: int | None = Field(1, ge=1)
     # training
     seq_length: int = Field(50, gt=0)  # truncated-BPTT chunk length

@@ -269,7 +269,7 @@ def render_digits(n: int, rng: np.random.Generator, *, distortion: Distortion = 
                   batch_size: int = 256, progress_desc: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """`n` digits with balanced classes: (images uint8 (n, 1, 28, 28), labels int64 (n,)).
     The output does not depend on `batch_size`; 256 keeps each batch's sampling grids in cache
-    (8,192 digits on one core: 4.2 s at 256, 9.1 s at 4096, the same bytes)."""
+    (timed in docs/speed.md)."""
     from genlab.runtime import progress
 
     templates, _ = glyph_templates()

@@ -1,7 +1,7 @@
 """SVHN-like colour digits, rendered offline: the synthetic digits of
 :mod:`genlab.data.synthetic_digits` in colour on varied coloured and textured backgrounds.
 
-Each image is one centred digit (the label), scaled to 55-85% of the image height and moved a
+Each image is one centred digit (the label), scaled to 0.55-0.85 of the image height and moved a
 little off centre, with partial neighbouring digits at the left and right edge in half of the
 images (house numbers have neighbours: SVHN's "cropped digits" keep them). The background is a
 linear gradient between two random colours at a random angle, plus smooth blotches and, in a

@@ -66,8 +66,8 @@ def probe_accuracy(train_x: np.ndarray, train_y: np.ndarray, test_x: np.ndarray,
     from threadpoolctl import threadpool_limits
 
     clf = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=max_iter, random_state=seed))
-    # one BLAS thread: these are small products, and on 2 busy cores OpenBLAS's threads ran a
-    # 600 x 896 fit 30x slower (6 s instead of 0.2 s)
+    # one BLAS thread: these are small products, and on busy cores OpenBLAS's threads wait for
+    # each other (docs/speed.md)
     with warnings.catch_warnings(), threadpool_limits(1):
         # a capped lbfgs run is the budget (steps, not seconds), not an error
         warnings.simplefilter("ignore", ConvergenceWarning)

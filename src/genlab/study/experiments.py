@@ -59,8 +59,7 @@ def run_dvc(root: Path, *args: str) -> subprocess.CompletedProcess:
 def worker_env(jobs: int, cpus: int | None = None) -> dict[str, str]:
     """The environment of `jobs` queue workers: each gets an equal share of the CPU threads
     (``OMP_NUM_THREADS``) unless the caller set it. Two 2-thread trainers on 2 cores fight
-    over them: the GAN trained at ~400-600 img/s beside a busy core with 2 threads, 1,480 with
-    one (benchmarks/omp_wait.py --busy 1)."""
+    over them (benchmarks/omp_wait.py --busy 1; docs/speed.md)."""
     env = dvc_env()
     if jobs > 1 and "OMP_NUM_THREADS" not in env:
         env["OMP_NUM_THREADS"] = str(max(1, (cpus or os.cpu_count() or 1) // jobs))

@@ -136,8 +136,8 @@ def recalibrate_batchnorm(gen: Generator, *, seed: int, n: int = 10240, batch_si
     are measured again, as SWA does (`torch.optim.swa_utils.update_bn`), but with latents as
     the input. A seeded CPU generator draws the latents (and balanced labels): the global RNG
     that training uses is left alone. Returns `gen` in eval mode. Batches of 256: on a CPU,
-    oneDNN's transposed convolutions ran 2x slower per image at batch 1024 (cache misses), and
-    the recalibration took a third of the time of a 60-step profile.
+    oneDNN's transposed convolutions are slower per image at batch 1024 (cache misses;
+    docs/speed.md).
     """
     bns = [m for m in gen.modules() if isinstance(m, _BatchNorm)]
     if not bns:
@@ -172,7 +172,7 @@ def sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None) -> np.n
 def make_optimizer(cfg: Any, params: Any, lr: float) -> torch.optim.Optimizer:
     """gan.optimizer with its settings; Adam's (beta1, beta2) are the DCGAN paper's (0.5, 0.999).
     Adam is torch's fused kernel on CPU and CUDA (one pass over each tensor instead of a dozen
-    elementwise ops): 1,301 vs 1,254 img/s for the default GAN in fp32 on one Zen 5 thread."""
+    elementwise ops; docs/speed.md)."""
     params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)

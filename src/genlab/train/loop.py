@@ -66,9 +66,8 @@ def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 def cpu_has_native_bf16() -> bool:
     """Whether this CPU computes bf16 natively: AMX tiles (Intel Xeon 4th gen and later) or
-    AVX512-BF16 (AMD Zen 4/5, Intel Cooper Lake). On a Zen 5 EPYC without AMX the default GAN
-    trained at 1054 img/s in bf16 against 759 in fp32 (one thread); without either, oneDNN
-    emulates bf16 and fp32 is faster."""
+    AVX512-BF16 (AMD Zen 4/5, Intel Cooper Lake), where bf16 is the faster precision
+    (docs/speed.md); without either, oneDNN emulates bf16 and fp32 is faster."""
     try:
         return bool(torch.cpu._is_amx_tile_supported() or torch.cpu._is_avx512_bf16_supported())
     except (AttributeError, RuntimeError):  # another torch build or platform
@@ -82,7 +81,7 @@ def force_fp32() -> bool:
 
 def resolve_bf16(amp: str, device: torch.device) -> bool:
     """``amp`` -> bf16 autocast or not. ``auto``: on CUDA, and on CPUs with native bf16 (AMX or
-    AVX512-BF16), where it is 1.4-2x faster than fp32; elsewhere bf16 is emulated and slower, so fp32.
+    AVX512-BF16), where it is faster than fp32 (docs/speed.md); elsewhere bf16 is emulated and slower, so fp32.
     ``GENLAB_FP32=1`` overrides everything. bf16 and fp32 runs give different (deterministic) numbers."""
     if force_fp32():
         return False

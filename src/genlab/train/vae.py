@@ -37,7 +37,7 @@ class _VaeTrainParams(ModelSection):
     conditional: bool = False  # one-hot label concatenated to encoder input and latent
     beta: float = Field(1.0, ge=0)  # KL weight; 1 is the plain VAE
     lr: float = Field(1e-3, gt=0)  # Adam
-    # per step over all epochs: cosine decays to lr/10; onecycle warms up over the first 25% to lr, then anneals
+    # per step over all epochs: cosine decays to lr/10; onecycle warms up over the first quarter to lr, then anneals
     lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
     epochs: int = Field(10, ge=1)
     batch_size: int = Field(128, ge=2)
