@@ -4,7 +4,7 @@
 from pathlib import Path
 
 from genlab.data.arrays import load_split
-from genlab.grids import save_gif
+from genlab.grids import save_gif, save_mp4
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
@@ -29,6 +29,8 @@ def main() -> int:
     write_tsv("plots/gan/losses.tsv", result.history)
     write_json("metrics/gan.json", result.metrics)
     save_gif([g for _, g in result.grids], REPORTS / "progress.gif", fps=2, scale=2)
+    if result.frames:  # gan.video_every > 0
+        save_mp4([f for _, f in result.frames], REPORTS / "progress.mp4", fps=cfg.video_fps)
     log(f"gan: {result.metrics['gan/img_per_s']:.0f} img/s, final d_loss "
         f"{result.metrics['gan/d_loss_real'] + result.metrics['gan/d_loss_fake']:.3f}, g_loss {result.metrics['gan/g_loss']:.3f}")
     log_stage("train_gan", common, cfg, metrics=result.metrics, history={"losses": result.history},

@@ -178,7 +178,8 @@ def test_image_size_error_through_the_stage(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-RESUME_PARAMS = dict(epochs=2, limit=None, batch_size=32, log_every=1, checkpoint_every=4, sample_every=1)
+RESUME_PARAMS = dict(epochs=2, limit=None, batch_size=32, log_every=1, checkpoint_every=4, sample_every=1,
+                     video_every=64)
 
 
 def _stage(root: Path, env: dict | None = None, check: bool = True):
@@ -217,6 +218,8 @@ def test_resume_after_kill_is_bit_identical(tmp_path):
     assert ma == mb
     for name in ("epoch_001.png", "epoch_002.png", "progress.gif"):
         assert (straight / "reports/gan" / name).read_bytes() == (killed / "reports/gan" / name).read_bytes()
+    frames_a, frames_b = (_read_mp4(r / "reports/gan/progress.mp4")[0] for r in (straight, killed))
+    assert len(frames_a) == 6 and np.array_equal(frames_a, frames_b)  # frames before the kill came back from the resume state
 
 
 @pytest.mark.slow
@@ -239,7 +242,7 @@ def test_finished_or_other_params_checkpoint_starts_fresh(tmp_path):
 
 
 def test_outputs_and_load_generator(tmp_path):
-    root = _gan_dir(tmp_path, "out", epochs=2, limit=None, log_every=2, sample_every=1)
+    root = _gan_dir(tmp_path, "out", epochs=2, limit=None, log_every=2, sample_every=1, video_every=64, lr=0.003)
     _stage(root)
     metrics = json.loads((root / "metrics/gan.json").read_text())
     assert {"gan/d_loss_real", "gan/d_loss_fake", "gan/g_loss", "gan/d_acc_real", "gan/d_acc_fake",
@@ -248,11 +251,18 @@ def test_outputs_and_load_generator(tmp_path):
     header, *rows = (root / "plots/gan/losses.tsv").read_text().splitlines()
     assert header.split("\t") == ["step", "epoch", "d_loss_real", "d_loss_fake", "g_loss", "d_acc_real", "d_acc_fake"]
     assert [int(r.split("\t")[0]) for r in rows] == [2, 4, 6, 8, 10, 12]
-    assert {p.name for p in (root / "reports/gan").iterdir()} == {"epoch_001.png", "epoch_002.png", "progress.gif"}
+    assert {p.name for p in (root / "reports/gan").iterdir()} == {"epoch_001.png", "epoch_002.png", "progress.gif",
+                                                                  "progress.mp4"}
     from PIL import Image
 
     with Image.open(root / "reports/gan/progress.gif") as gif:
         assert gif.n_frames == 2
+        grid_size = gif.size  # the grids at scale 2: 16 samples of 28 px -> 4 x 30 + 2 = 122 px, doubled
+    # the MP4: a frame every 64 images (2 steps of 32) of 12 steps, at the GIF's scale, G changing between frames
+    frames, (w, h) = _read_mp4(root / "reports/gan/progress.mp4")
+    assert len(frames) == 6 and (w, h) == grid_size == (244, 244) and frames.shape[1:] == (244, 244, 3)
+    steps = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
+    assert (steps > 0.2).all(), steps  # each frame differs from the one before it, as G trains (lr 0.003: it moves)
 
     gen = load_generator(root / "models/gan/checkpoint.pt")
     assert not gen.training and gen.z_dim == 16 and gen.num_classes is None and gen.image_shape == (1, 28, 28)
@@ -261,6 +271,17 @@ def test_outputs_and_load_generator(tmp_path):
     assert x.shape == (5, 1, 28, 28) and x.dtype == torch.float32
     assert x.min() >= 0 and x.max() <= 1 and x.std() > 0
     assert torch.equal(x, gen.decode(gen.sample_latent(5, generator=torch.Generator().manual_seed(0))))
+
+
+def _read_mp4(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode an MP4 with the ffmpeg that imageio-ffmpeg ships: (T, H, W, 3) uint8 frames and (W, H)."""
+    import imageio_ffmpeg
+
+    reader = imageio_ffmpeg.read_frames(str(path))
+    meta = next(reader)
+    w, h = meta["size"]
+    frames = np.stack([np.frombuffer(f, np.uint8).reshape(h, w, 3) for f in reader])
+    return frames, (w, h)
 
 
 def _train_in_process(epochs: int, ema: float, on_epoch_end=None):

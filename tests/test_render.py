@@ -11,7 +11,7 @@ from PIL import Image
 
 from genlab.generate import balanced_labels, generate_samples
 from genlab.render.figures import RenderParams, render_traversal
-from genlab.grids import make_grid, save_gif, save_grid
+from genlab.grids import make_grid, save_gif, save_grid, save_mp4
 from genlab.render.report import build_report, markdown_to_html
 from genlab.render.traversal import lerp, path_labels, slerp, traversal_path
 
@@ -96,6 +96,31 @@ def test_grid_layout_and_files(tmp_path):
     save_gif(images, tmp_path / "a.gif", fps=10, scale=2)
     gif = Image.open(tmp_path / "a.gif")
     assert gif.n_frames == 5 and gif.size == (8, 8)
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_mp4_decodes_to_its_frames(tmp_path, channels):
+    """save_mp4 round trip through the ffmpeg imageio-ffmpeg ships: frame count, the size
+    (scaled, odd sizes padded to even), and each decoded frame close to its own source frame
+    and far from the others (H.264 is lossy, so "close" is a mean error of a few levels)."""
+    import imageio_ffmpeg
+
+    rng = np.random.default_rng(0)
+    blocks = rng.integers(0, 256, (6, channels, 5, 7), dtype=np.uint8)  # 6 frames of 5 x 7 blocks
+    frames = blocks.repeat(4, axis=2).repeat(4, axis=3)  # (6, C, 20, 28): flat 4 x 4 blocks survive 4:2:0 chroma
+    frames = frames[:, :, :19, :27]  # odd sizes: padded to even after scaling by 1
+    save_mp4(frames, tmp_path / "a.mp4", fps=5, scale=1)
+    reader = imageio_ffmpeg.read_frames(str(tmp_path / "a.mp4"))
+    meta = next(reader)
+    assert meta["size"] == (28, 20) and meta["fps"] == 5
+    decoded = np.stack([np.frombuffer(f, np.uint8).reshape(20, 28, 3) for f in reader]).astype(np.int16)
+    assert decoded.shape[0] == 6
+    source = np.repeat(frames.transpose(0, 2, 3, 1), 3 // channels, axis=-1).astype(np.int16)  # (T, 19, 27, 3)
+    err = np.abs(decoded[:, None, :19, :27] - source[None]).mean(axis=(2, 3, 4))  # (T decoded, T source)
+    own = np.diag(err)
+    assert (own < 12).all(), own
+    assert (err + np.eye(6) * 1e3 > 40).all(), err  # every frame far from every other frame's source
+    assert decoded[:, 19:].mean() < 40 and decoded[:, :, 27:].mean() < 40  # black padding (4:2:0 chroma bleeds in)
 
 
 def test_render_traversal_writes_grid_and_gif(tmp_path):
@@ -199,6 +224,7 @@ def test_report_lists_figures_texts_and_metrics(tmp_path):
     (reports / "char_rnn").mkdir()
     metrics.mkdir()
     save_grid(np.zeros((4, 1, 4, 4), np.uint8), reports / "gan" / "epoch_001.png")
+    (reports / "gan" / "progress.mp4").write_bytes(b"")  # linked, not embedded
     (reports / "char_rnn" / "generated.txt").write_text("ROMEO: hello")
     (metrics / "evaluate.json").write_text(json.dumps({"gan": {"fid": 1.5, "kl_uniform": 0.01}, "real": {"fid": 0.1, "kl_uniform": 0.0}}))
     (metrics / "gan.json").write_text(json.dumps({"gan/g_loss": 0.7}))
@@ -209,3 +235,4 @@ def test_report_lists_figures_texts_and_metrics(tmp_path):
     assert "| gan | `gan/g_loss` | 0.7 |" in md
     page = markdown_to_html(md)
     assert '<img src="gan/epoch_001.png"' in page and "<table>" in page and "<pre>" in page
+    assert '<a href="gan/progress.mp4">progress.mp4</a>' in page

@@ -111,12 +111,15 @@ def build_report(reports_dir: Path, metrics_dir: Path, title: str = "genlab run 
             continue
         figures = sorted(p for p in d.rglob("*") if p.suffix in FIGURES)
         texts = sorted(p for p in d.rglob("*.txt"))
-        if not figures and not texts:
+        videos = sorted(d.rglob("*.mp4"))  # train_gan's progress video: a link (the page embeds images only)
+        if not figures and not texts and not videos:
             continue
         lines += [f"## {heading}", "", f"_{what}_", ""]
         for fig in figures:
             rel = fig.relative_to(reports_dir).as_posix()
             lines += [f"**{fig.stem}**", "", f"![{fig.stem}]({rel})", ""]
+        for video in videos:
+            lines += [f"**[{video.name}]({video.relative_to(reports_dir).as_posix()})**", ""]
         for txt in texts:
             rel = txt.relative_to(reports_dir).as_posix()
             body = txt.read_text(errors="replace")

@@ -60,6 +60,9 @@ class _GanTrainParams(ModelSection):
     # bookkeeping
     sample_every: int = Field(1, gt=0)  # epochs between grids
     n_samples: int = Field(64, gt=0, le=1024)  # images in each grid
+    # images seen between frames of the progress video (fixed noise, G as trained); 0: no frames
+    video_every: int = Field(0, ge=0)
+    video_fps: int = Field(10, gt=0, le=60)  # frames per second of reports/gan/progress.mp4
     log_every: int = Field(20, gt=0)  # steps per row of plots/gan/losses.tsv
     checkpoint_every: int = Field(100, gt=0)  # steps between resume checkpoints
     compile: bool = False  # torch.compile both nets
@@ -87,7 +90,7 @@ MODEL_KEYS = tuple(k for k in GanParams.model_fields if k not in _GanTrainParams
 RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "lr_g", "optimizer", "beta1", "beta2",
                             "momentum", "schedule",
                             "decay_fraction", "limit",
-                            "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples",
+                            "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples", "video_every",
                             "log_every", "amp", "channels_last")
 
 
@@ -101,6 +104,7 @@ class GanResult:
     grids: list[tuple[int, np.ndarray]]  # (epoch, uint8 (H, W, C))
     resumed_from_step: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    frames: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (images seen, uint8 (H, W, C)) video frames
 
 
 def data_fingerprint(images: np.ndarray, labels: np.ndarray | None) -> str:
@@ -222,6 +226,7 @@ class GanStep(StepModule):
         k = mcfg.num_classes
         self.fixed_y = (torch.arange(cfg.n_samples) % k).to(device) if k else None
         self.grids: list[tuple[int, np.ndarray]] = []
+        self.frames: list[tuple[int, np.ndarray]] = []  # (images seen, grid): the progress video
         self.real_target = 1.0 - cfg.label_smoothing
 
     @property
@@ -292,11 +297,20 @@ class GanStep(StepModule):
             self.callback(epoch, sampled, self.gen)
         return None
 
+    def on_eval(self, step: int) -> None:
+        """A video frame every `video_every` images: the fixed noise through G as trained, in eval
+        mode (its own BatchNorm statistics), so a frame costs one forward pass and no EMA
+        recalibration."""
+        self.frames.append((step * self.loop.cfg.batch, sample_grid(self.gen, self.fixed_z, self.fixed_y)))
+        return None
+
     def extra_state(self) -> dict[str, Any]:
-        return {"grid_epochs": [e for e, _ in self.grids], "grids": [torch.from_numpy(g) for _, g in self.grids]}
+        return {"grid_epochs": [e for e, _ in self.grids], "grids": [torch.from_numpy(g) for _, g in self.grids],
+                "frame_images": [i for i, _ in self.frames], "frames": [torch.from_numpy(f) for _, f in self.frames]}
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.grids = [(int(e), g.cpu().numpy()) for e, g in zip(state["grid_epochs"], state["grids"])]
+        self.frames = [(int(i), f.cpu().numpy()) for i, f in zip(state.get("frame_images", []), state.get("frames", []))]
         if self.grid_dir is not None:  # DVC removed the grids of the interrupted run
             for e, g in self.grids:
                 save_image(g, self.grid_dir / f"epoch_{e:03d}.png")
@@ -345,6 +359,7 @@ def train_gan(
         drop_last=True,  # BatchNorm dislikes tiny last batches
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume_path=resume_path,
         resume_key=resume_key(cfg), data_fingerprint=data_fingerprint(images, labels if num_classes else None),
+        eval_every=max(1, cfg.video_every // min(cfg.batch_size, n)) if cfg.video_every else None,  # video frames
     )
     trainer = GanStep(cfg, mcfg, data, label_data, seed=seed, grid_dir=Path(grid_dir) if grid_dir else None,
                       on_epoch_end=on_epoch_end, total_steps=loop_cfg.total_steps)
@@ -362,7 +377,7 @@ def train_gan(
     gen = trainer.sampled.eval()
     trainer.disc.eval()
     return GanResult(gen, trainer.disc, mcfg, res.history, metrics, trainer.grids, res.resumed_from_step,
-                     {"images_this_run": (res.step - res.resumed_from_step) * batch})
+                     {"images_this_run": (res.step - res.resumed_from_step) * batch}, frames=trainer.frames)
 
 
 def save_generator_checkpoint(result: GanResult, path: str | Path) -> Path:
