@@ -35,5 +35,7 @@ JOBS  ?= 1
 study: install
 	$(BIN)/genlab study run $(STUDY) -j $(JOBS) --report
 
+## remove what can be rebuilt (resume state, DVC outputs `dvc checkout` restores); keeps mlflow.db,
+## dvc.lock, metrics and plots. ALL=1 removes those too, after a y/n question (FORCE=1: no question)
 clean-outputs:
-	rm -rf data models reports plots dvc.lock mlflow.db .genlab
+	$(BIN)/python -m genlab.cli clean $(if $(ALL),--all) $(if $(FORCE),--force)
