@@ -97,7 +97,7 @@ def test_closure_follows_submodules_relative_and_lazy_imports_and_inits(tmp_path
 # never above: the base never imports a model, models never import training or rendering,
 # rendering never imports training, and no library module imports a stage script.
 LAYERS = [
-    {"runtime", "params", "checkpoint", "sampling", "grids", "stage", "distributed"},
+    {"runtime", "params", "checkpoint", "sampling", "grids", "stage", "distributed", "clean"},
     {"data"},
     {"models", "char_rnn_numpy"},
     {"generate"},
