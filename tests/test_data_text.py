@@ -7,8 +7,10 @@ import json
 import numpy as np
 import pytest
 import yaml
+from PIL import Image
 
 from conftest import run_stage, tiny_params
+from genlab.data.encodings import TextEncodingError
 from genlab.data.text import (
     PrepareTextParams, Vocab, build_corpus, fold_ascii, load_text_data, prepare_text, split_ids,
 )
@@ -82,6 +84,49 @@ def test_path_source_folds_unicode(tmp_path):
     assert corpus.startswith("El dijo: hola, naive cafe.\n")
     _, _, vocab = load_text_data(tmp_path / "out")
     assert all(ord(c) < 128 for c in vocab.chars)
+
+
+# the seed's novels: Windows-1252, curly quotes as bytes 0x93/0x94, apostrophes 0x92, dashes 0x97
+SEED_LINE = "\u201cWell,\u201d said Harry, \u201cI don\u2019t know \u2014 maybe the caf\u00e9 \u00e0 Pr\u00e9-au-Lard.\u201d\n"
+
+
+def test_cp1252_source_prepares_and_folds_to_ascii(tmp_path):
+    src = tmp_path / "philosophers_stone.txt"
+    raw = SEED_LINE.encode("cp1252") * 40
+    assert b"\x93" in raw
+    src.write_bytes(raw)
+    meta = prepare_text(PrepareTextParams(source=f"path:{src}", min_chars=100), tmp_path / "auto")
+    assert meta["encoding"] == "cp1252"
+    assert json.loads((tmp_path / "auto" / "meta.json").read_text())["encoding"] == "cp1252"
+    corpus = (tmp_path / "auto" / "corpus.txt").read_text()
+    # the same folding as the UTF-8 text: accents off (not dropped, not a replacement character)
+    assert corpus == fold_ascii(SEED_LINE * 40)
+    assert corpus.startswith("Well, said Harry, I dont know  maybe the cafe a Pre-au-Lard.\n")
+    # named explicitly, the same result; named wrongly, one line naming the byte and the fix
+    assert prepare_text(PrepareTextParams(source=f"path:{src}", min_chars=100, encoding="cp1252"),
+                        tmp_path / "named")["encoding"] == "cp1252"
+    assert (tmp_path / "named" / "corpus.txt").read_text() == corpus
+    with pytest.raises(TextEncodingError, match=r"is not utf-8 text \(byte 0x93 at offset 0\); try prepare_text.encoding=auto or cp1252$"):
+        build_corpus(PrepareTextParams(source=f"path:{src}", min_chars=100, encoding="utf-8"))
+    # UTF-8 stays UTF-8
+    (tmp_path / "utf8.txt").write_text(SEED_LINE * 40, encoding="utf-8")
+    assert prepare_text(PrepareTextParams(source=f"path:{tmp_path / 'utf8.txt'}", min_chars=100),
+                        tmp_path / "u")["encoding"] == "utf-8"
+
+
+def test_binary_source_is_refused_in_one_line(tmp_path):
+    png = tmp_path / "image.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(png)
+    with pytest.raises(TextEncodingError) as info:
+        build_corpus(PrepareTextParams(source=f"path:{png}"))
+    assert str(info.value) == f"text source 'path:{png}': {png} is not text (it holds NUL bytes)"
+    noise = tmp_path / "noise.bin"  # no NUL byte: still no encoding explains it
+    noise.write_bytes(bytes(b for b in np.random.default_rng(1).integers(1, 256, 20000, dtype=np.uint8)))
+    with pytest.raises(TextEncodingError, match=r"noise.bin is not text") as info:
+        build_corpus(PrepareTextParams(source=f"path:{noise}"))
+    assert "\n" not in str(info.value)
+    with pytest.raises(ParamsError, match="prepare_text.encoding: .*unknown text encoding 'klingon'"):
+        validate_section({"encoding": "klingon"}, "prepare_text", PrepareTextParams)
 
 
 def test_too_short_corpus_is_an_error_and_writes_nothing(tmp_path):

@@ -115,7 +115,7 @@ def test_folder_source_needs_an_image(tmp_path):
     assert check_image_source("synthetic-digits") is None and check_image_source("mnist") is None
 
 
-def test_text_source_must_be_a_readable_utf8_file(tmp_path):
+def test_text_source_must_be_a_readable_text_file(tmp_path):
     good = tmp_path / "novel.txt"
     good.write_text("Caf\u00e9 au lait, na\u00efve r\u00e9sum\u00e9.\n" * 10, encoding="utf-8")
     assert check_text_source(f"path:{good}") is None
@@ -124,10 +124,12 @@ def test_text_source_must_be_a_readable_utf8_file(tmp_path):
     assert check_text_source(f"path:{tmp_path}") == f"{tmp_path} is not a file"
     (tmp_path / "empty.txt").write_bytes(b"")
     assert check_text_source(f"path:{tmp_path}/empty.txt") == f"{tmp_path}/empty.txt is empty"
-    (tmp_path / "latin1.txt").write_bytes("caf\u00e9".encode("latin-1"))
-    assert check_text_source(f"path:{tmp_path}/latin1.txt") == f"{tmp_path}/latin1.txt is not UTF-8 text (byte 0xe9 at offset 3)"
+    (tmp_path / "latin1.txt").write_bytes("caf\u00e9 cr\u00e8me br\u00fbl\u00e9e\n".encode("latin-1") * 20)
+    assert check_text_source(f"path:{tmp_path}/latin1.txt") is None  # encoding: auto detects it
+    assert check_text_source(f"path:{tmp_path}/latin1.txt", encoding="utf-8") == (
+        f"{tmp_path}/latin1.txt is not utf-8 text (byte 0xe9 at offset 3); try prepare_text.encoding=auto or cp1252")
     (tmp_path / "data.gz").write_bytes(gzip.compress(b"hello" * 100))
-    assert "is not UTF-8 text" in check_text_source(f"path:{tmp_path}/data.gz")
+    assert check_text_source(f"path:{tmp_path}/data.gz") == f"{tmp_path}/data.gz is not text (it holds NUL bytes)"
     assert check_text_source("pydoc") is None
 
 

@@ -15,8 +15,11 @@ from genlab.data.source_checks import check_image_source, check_text_source
 from genlab.params import CommonParams, ParamsError, read_params, validate_section
 from genlab.sections import SECTIONS, config_class
 
-# section -> checker of its `source` key: None when the source is usable, else a one-line problem
-SOURCE_CHECKS = {"prepare_images": check_image_source, "prepare_text": check_text_source}
+# section -> checker of its validated config's `source`: None when usable, else a one-line problem
+SOURCE_CHECKS = {
+    "prepare_images": lambda cfg, base: check_image_source(cfg.source, base),
+    "prepare_text": lambda cfg, base: check_text_source(cfg.source, base, cfg.encoding),
+}
 
 
 def check_params(path: str | Path = "params.yaml", base: str | Path | None = None) -> list[str]:
@@ -43,7 +46,7 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
             problems.extend(str(exc).splitlines())
             continue
         if section in SOURCE_CHECKS:
-            problem = SOURCE_CHECKS[section](cfg.source, base)
+            problem = SOURCE_CHECKS[section](cfg, base)
             if problem:
                 problems.append(f"{source}: {section}.source: {cfg.source}: {problem}")
     return problems

@@ -13,14 +13,14 @@ names the path.
 
 from __future__ import annotations
 
-import codecs
 import gzip
 from pathlib import Path
 
+from genlab.data.encodings import TextEncodingError, decode_text
 from genlab.data.idx import IdxError, find_idx_file
 from genlab.data.images import IMAGE_EXTENSIONS
 
-# how much of a text source is decoded to tell UTF-8 text from a binary file (the stage reads all)
+# how much of a text source is decoded to tell text from a binary file (the stage reads all)
 TEXT_PROBE_BYTES = 1 << 20
 
 
@@ -70,8 +70,8 @@ def check_image_folder(folder: Path) -> str | None:
     return f"{folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})"
 
 
-def check_text_file(path: Path) -> str | None:
-    """A readable, non-empty file whose first MiB decodes as UTF-8."""
+def check_text_file(path: Path, encoding: str = "auto") -> str | None:
+    """A readable, non-empty file whose first MiB is text in `encoding` (``auto``: any detected)."""
     if not path.exists():
         return f"no such file {path}"
     if not path.is_file():
@@ -84,11 +84,9 @@ def check_text_file(path: Path) -> str | None:
     if not head:
         return f"{path} is empty"
     try:  # incremental: a character cut at the probe's end is not an error
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=len(head) < TEXT_PROBE_BYTES)
-    except UnicodeDecodeError as exc:
-        return f"{path} is not UTF-8 text (byte 0x{head[exc.start]:02x} at offset {exc.start})"
-    if b"\x00" in head:
-        return f"{path} is not text (it holds NUL bytes)"
+        decode_text(head, encoding, final=len(head) < TEXT_PROBE_BYTES)
+    except TextEncodingError as exc:
+        return f"{path} {exc}"
     return None
 
 
@@ -101,8 +99,8 @@ def check_image_source(source: str, base: str | Path | None = None) -> str | Non
     return None
 
 
-def check_text_source(source: str, base: str | Path | None = None) -> str | None:
+def check_text_source(source: str, base: str | Path | None = None, encoding: str = "auto") -> str | None:
     """``path:<file>``: a problem line, or None (also for non-local sources)."""
     if source.startswith("path:"):
-        return check_text_file(resolve(source[len("path:"):], base))
+        return check_text_file(resolve(source[len("path:"):], base), encoding)
     return None

@@ -6,14 +6,16 @@ Sources (``prepare_text.source``):
   (``pydoc_data.topics``), ~465 kB of English; the offline default.
 * ``tinyshakespeare``: the canonical 1,115,394-byte char-rnn corpus, downloaded and
   sha256-checked.
-* ``path:<file>``: any UTF-8 text file.
+* ``path:<file>``: a text file in any common encoding (``prepare_text.encoding``: ``auto``
+  detects it, see :mod:`genlab.data.encodings`; the seed's novels are Windows-1252).
 
 Every corpus is folded to printable ASCII (as in the seed report): Unicode is NFKD-decomposed
 so accents fall off (``é`` -> ``e``), tabs become spaces, CR/LF become ``\\n``, and any other
 non-ASCII or control character is dropped. Case and punctuation are kept.
 
 ``prepare_text`` writes ``data/text/{corpus.txt, vocab.json, train.npy, val.npy, meta.json}``;
-the ids are int64 indices into ``vocab.json``'s sorted ``chars``.
+the ids are int64 indices into ``vocab.json``'s sorted ``chars``; ``meta.json`` names the
+encoding the source was read in.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from pydantic import Field, field_validator
 
 from genlab.data.arrays import PreparedDataError, atomic_folder, load_meta, read_prepared, restore_hint
 from genlab.data.download import OFFLINE_TEXT, fetch
+from genlab.data.encodings import TextEncodingError, check_encoding_name, decode_text
 from genlab.params import StrictModel
 from genlab.runtime import log, sha256_file, write_json, write_npy, write_text
 
@@ -165,6 +168,12 @@ class PrepareTextParams(StrictModel):
     max_chars: int | None = Field(None, gt=0)  # keep only the first N folded characters
     min_chars: int = Field(1000, ge=2)  # shorter corpora are an error (trainers need whole sequences)
     root: str = "~/.cache/genlab/downloads"  # download cache (tinyshakespeare)
+    encoding: str = "auto"  # auto | utf-8 | cp1252 | latin-1 | any Python codec name (path: sources)
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, v: str) -> str:
+        return check_encoding_name(v)
 
     @field_validator("source")
     @classmethod
@@ -176,28 +185,46 @@ class PrepareTextParams(StrictModel):
         raise ValueError(f"unknown text source {v!r} (allowed: {', '.join(SOURCES)})")
 
 
-def read_source(source: str, root: str | Path = "~/.cache/genlab/downloads") -> str:
-    """The raw (unfolded) text of a source."""
+def load_source(source: str, root: str | Path = "~/.cache/genlab/downloads",
+                encoding: str = "auto") -> tuple[str, str]:
+    """(the raw, unfolded text of a source, the encoding it was read in).
+
+    A ``path:`` file that is not text in `encoding` (or, for ``auto``, in any detected one) is a
+    one-line :class:`TextEncodingError` naming the file.
+    """
     if source == "pydoc":
         from pydoc_data.topics import topics
 
         # dict order is the file's order, stable within a Python release
-        return "\n\n".join(topics[k] for k in topics)
+        return "\n\n".join(topics[k] for k in topics), "str"  # a Python string: nothing to decode
     if source == "tinyshakespeare":
         path = fetch(TINYSHAKESPEARE_URL, Path(root).expanduser() / "tinyshakespeare" / "input.txt",
                      TINYSHAKESPEARE_SHA256, source="tinyshakespeare", offline_alternatives=OFFLINE_TEXT)
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8"), "utf-8"
     if source.startswith("path:"):
         path = Path(source[len("path:"):]).expanduser()
         if not path.is_file():
             raise FileNotFoundError(f"text source {source!r}: no such file {path}")
-        return path.read_bytes().decode("utf-8", errors="replace")
+        try:
+            return decode_text(path.read_bytes(), encoding)
+        except TextEncodingError as exc:
+            raise TextEncodingError(f"text source {source!r}: {path} {exc}") from None
     raise ValueError(f"unknown text source {source!r} (allowed: {', '.join(SOURCES)})")
+
+
+def read_source(source: str, root: str | Path = "~/.cache/genlab/downloads", encoding: str = "auto") -> str:
+    """The raw (unfolded) text of a source."""
+    return load_source(source, root, encoding)[0]
 
 
 def build_corpus(cfg: PrepareTextParams) -> str:
     """Read, fold and truncate the configured source; a too-short corpus is a ValueError."""
-    text = fold_ascii(read_source(cfg.source, cfg.root))
+    return _build_corpus(cfg)[0]
+
+
+def _build_corpus(cfg: PrepareTextParams) -> tuple[str, str]:
+    raw, encoding = load_source(cfg.source, cfg.root, cfg.encoding)
+    text = fold_ascii(raw)
     if cfg.max_chars is not None:
         text = text[: cfg.max_chars]
     if len(text) < cfg.min_chars:
@@ -206,18 +233,19 @@ def build_corpus(cfg: PrepareTextParams) -> str:
             f"{' and max_chars' if cfg.max_chars is not None else ''}; at least min_chars={cfg.min_chars} "
             "are needed to train on whole sequences"
         )
-    return text
+    return text, encoding
 
 
 def prepare_text(cfg: PrepareTextParams, out_dir: str | Path) -> dict:
     """Write corpus.txt, vocab.json, train.npy, val.npy and meta.json to `out_dir`; return meta."""
     out_dir = Path(out_dir)
-    text = build_corpus(cfg)
+    text, encoding = _build_corpus(cfg)
     vocab = Vocab.from_text(text)
     ids = vocab.encode(text)
     train, val = split_ids(ids, cfg.val_fraction)
     meta = {
         "source": cfg.source,
+        "encoding": encoding,  # what the source was read in (prepare_text.encoding, or what auto detected)
         "n_chars": len(text),
         "n_train": int(train.size),
         "n_val": int(val.size),
@@ -233,5 +261,5 @@ def prepare_text(cfg: PrepareTextParams, out_dir: str | Path) -> dict:
         write_npy(tmp / "val.npy", val)
         meta["sha256"] = {name: sha256_file(tmp / name) for name in ("corpus.txt", "vocab.json", "train.npy", "val.npy")}
         write_json(tmp / "meta.json", meta)
-    log(f"prepare_text: {cfg.source}: {len(text):,} chars, vocab {vocab.size}, train {train.size:,} / val {val.size:,}")
+    log(f"prepare_text: {cfg.source} ({encoding}): {len(text):,} chars, vocab {vocab.size}, train {train.size:,} / val {val.size:,}")
     return meta
