@@ -7,7 +7,9 @@ lists, so opening a checkpoint from elsewhere cannot run code.
 
 from __future__ import annotations
 
+import pickle
 import random
+import re
 from pathlib import Path
 from typing import Any
 
@@ -65,6 +67,19 @@ def save_checkpoint(path: str | Path, *, kind: str, config: dict[str, Any], **pa
     return torch_save({"kind": kind, "config": config, "format_version": FORMAT_VERSION, **payload}, path)
 
 
+def load_failure(exc: BaseException) -> str:
+    """Why torch.load refused a file, in one line. A file that needs unpickling is named for what
+    it is; torch's own hint (to load it again without weights_only) is never repeated: following
+    it runs whatever code the file carries."""
+    text = str(exc)
+    if isinstance(exc, pickle.UnpicklingError) or "weights_only" in text or "Weights only" in text:
+        found = re.search(r"GLOBAL ([\w.]+)", text)
+        return ("it holds pickled Python objects" + (f" ({found.group(1)})" if found else "")
+                + ", which genlab never loads")
+    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+
+
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None, map_location: Any = "cpu") -> dict[str, Any]:
     """Load a checkpoint written by :func:`save_checkpoint`, with one clear error per failure."""
     path = Path(path)
@@ -73,7 +88,7 @@ def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None,
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
-        raise CheckpointError(f"checkpoint {path} is corrupted or not a genlab checkpoint: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise CheckpointError(f"checkpoint {path} is corrupted or not a genlab checkpoint: {load_failure(exc)}") from None
     if not isinstance(ckpt, dict) or "kind" not in ckpt or "config" not in ckpt:
         raise CheckpointError(f"checkpoint {path} is not a genlab checkpoint (no kind/config)")
     kinds = (kind,) if isinstance(kind, str) else kind
