@@ -15,16 +15,19 @@ PAGE = """<!doctype html>
   h1 { font-size: 1.3em; margin: 0 0 12px; }
   .controls { display: flex; flex-wrap: wrap; gap: 10px; align-items: end; margin-bottom: 12px; }
   label { display: flex; flex-direction: column; font-size: .8em; color: #555; gap: 2px; }
+  [hidden] { display: none !important; }  /* else `label { display: flex }` shows the hidden class picker */
   input, select, button { font: inherit; font-size: .95rem; padding: 4px 6px; }
   input[type=number] { width: 9em; }
   button { cursor: pointer; border: 1px solid #888; border-radius: 4px; background: #fff; }
   button.primary { background: #2563eb; color: #fff; border-color: #2563eb; }
   .panels { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
-  #grid { display: grid; grid-template-columns: repeat(8, 56px); gap: 2px; background: #fff; padding: 4px;
+  /* --cell and --frame: the model's image size times a whole number (setSizes), so pixels stay square */
+  #grid { display: grid; grid-template-columns: repeat(8, var(--cell, 56px)); gap: 2px; background: #fff; padding: 4px;
           border: 1px solid #ddd; min-height: 60px; }
-  #grid img { width: 56px; height: 56px; image-rendering: pixelated; }
-  #frame { width: 224px; height: 224px; image-rendering: pixelated; border: 1px solid #ddd; background: #fff; }
-  #slider { width: 224px; }
+  #grid img { width: var(--cell, 56px); height: var(--cell, 56px); image-rendering: pixelated; }
+  #frame { width: var(--frame, 224px); height: var(--frame, 224px); image-rendering: pixelated; border: 1px solid #ddd;
+           background: #fff; }
+  #slider { width: var(--frame, 224px); }
   .walk { display: flex; flex-direction: column; gap: 8px; }
   #error { color: #b00020; background: #fde8ea; border: 1px solid #f5c2c7; padding: 8px; border-radius: 4px; }
   #status, #pos { font-size: .85em; color: #555; }
@@ -83,6 +86,15 @@ function request() {
 }
 
 function png(b64) { return "data:image/png;base64," + b64; }
+
+// each image at a whole multiple of its own size: 28 px digits at 2x (56 px), 64 px photos at 1x
+function setSizes() {
+  const m = current();
+  if (!m) return;
+  const h = m.image_shape[1];
+  document.body.style.setProperty("--cell", h * Math.max(1, Math.round(56 / h)) + "px");
+  document.body.style.setProperty("--frame", h * Math.max(1, Math.round(224 / h)) + "px");
+}
 
 function updateClasses() {
   const m = current();
@@ -146,7 +158,7 @@ $("draw").addEventListener("click", draw);
 $("seed").addEventListener("keydown", (e) => { if (e.key === "Enter") draw(); });
 $("count").addEventListener("change", draw);
 $("label").addEventListener("change", draw);
-$("model").addEventListener("change", () => { updateClasses(); draw(); });
+$("model").addEventListener("change", () => { updateClasses(); setSizes(); draw(); });
 $("walk").addEventListener("click", walk);
 $("seed2").addEventListener("keydown", (e) => { if (e.key === "Enter") walk(); });
 $("slider").addEventListener("input", showFrame);
@@ -158,6 +170,7 @@ $("slider").addEventListener("input", showFrame);
     if (!models.length) { showError(body.error); document.querySelectorAll("button").forEach((b) => b.disabled = true); return; }
     models.forEach((m) => $("model").add(new Option(m.name + " (" + m.kind + ", " + m.image_shape.join("\\u00d7") + ")", m.name)));
     updateClasses();
+    setSizes();
     await draw();
   } catch (e) { showError(e.message); }
 })();
