@@ -96,9 +96,9 @@ def stage_dir(tmp_path) -> Path:
 
 def make_pipeline_repo(path: Path, params: dict | None = None) -> Path:
     """A real git + DVC repo holding this project's pipeline (dvc.yaml, stages, src) and
-    `params` (default: tiny params), committed."""
+    `params` (default: tiny params) and the presets, committed."""
     path.mkdir(parents=True, exist_ok=True)
-    for name in ("dvc.yaml", "stages", "src"):
+    for name in ("dvc.yaml", "stages", "src", "presets"):
         src = ROOT / name
         (shutil.copytree if src.is_dir() else shutil.copy)(src, path / name)
     shutil.rmtree(path / "src" / "genlab.egg-info", ignore_errors=True)

@@ -104,7 +104,7 @@ LAYERS = [
     {"render", "evaluate", "interpret"},
     {"train"},
     # entry points and sinks: tracking logs trained models as servable MLflow models (serve)
-    {"sections", "check_params", "cli", "serve", "tracking", "study", "pipeline_deps"},
+    {"sections", "check_params", "cli", "serve", "tracking", "study", "pipeline_deps", "presets"},
 ]
 
 

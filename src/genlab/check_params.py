@@ -22,11 +22,12 @@ SOURCE_CHECKS = {
 }
 
 
-def check_params(path: str | Path = "params.yaml", base: str | Path | None = None) -> list[str]:
+def check_params(path: str | Path = "params.yaml", base: str | Path | None = None, sources: bool = True) -> list[str]:
     """Every problem in the params file at `path`, one line each (empty: all is well).
 
     Local sources (``idx:``, ``folder:``, ``path:``) must exist and hold what they should;
     relative paths resolve against `base` (default: the working directory, as in the stages).
+    ``sources=False`` checks the values only (a preset may name a folder of another machine).
     A file that is not YAML or not a mapping raises :class:`ParamsError` (one line).
     """
     data = read_params(path)
@@ -45,7 +46,7 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
         except ParamsError as exc:
             problems.extend(str(exc).splitlines())
             continue
-        if section in SOURCE_CHECKS:
+        if sources and section in SOURCE_CHECKS:
             problem = SOURCE_CHECKS[section](cfg, base)
             if problem:
                 problems.append(f"{source}: {section}.source: {cfg.source}: {problem}")

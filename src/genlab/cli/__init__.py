@@ -13,7 +13,7 @@ import sys
 
 # name -> module implementing it
 COMMANDS: dict[str, str] = {name: f"genlab.cli.{name}" for name in
-                             ("evaluate", "text", "sample", "traverse", "serve", "study", "photos", "clean")}
+                             ("evaluate", "text", "sample", "traverse", "serve", "study", "photos", "clean", "preset")}
 
 
 def build_parser() -> argparse.ArgumentParser:
