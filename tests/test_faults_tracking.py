@@ -123,3 +123,35 @@ def test_concurrent_writers_to_one_fresh_sqlite_store_lose_no_run(store_dir, mon
         if STAGE_TAG in run.data.tags:
             assert len(client.get_metric_history(run.info.run_id, "loss")) == 300
             assert run.info.status == "FINISHED"
+
+
+@pytest.fixture
+def silent_server():
+    """A real server on 127.0.0.1 that accepts connections (the kernel completes the handshake)
+    and never answers: a hung tracking server, or a proxy in front of a stopped one."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen(64)
+        yield f"http://127.0.0.1:{s.getsockname()[1]}"
+
+
+def test_a_server_that_never_answers_costs_the_pipeline_one_warning_in_seconds(silent_server, tmp_path, monkeypatch,
+                                                                              capfd):
+    """MLflow's request timeout (30 s) times its retries stalled each stage about 100 s (issue 25 finding 2)."""
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", silent_server)
+    monkeypatch.setenv("DVC_ROOT", str(tmp_path))  # the stages of one pipeline share the repo's .genlab/
+    monkeypatch.setenv("DVC_EXP_NAME", "hung-server")
+    start = time.perf_counter()
+    for stage in ("train_classifier", "train_gan", "train_vae"):
+        log_stage(stage, CommonParams(), {"lr": 0.1}, metrics={f"{stage}/x": 1.0})
+    took = time.perf_counter() - start
+    lines = warnings(capfd.readouterr().err)
+    assert len(lines) == 1 and lines[0].startswith(
+        f"[genlab] warning: MLflow tracking disabled for this stage: store {silent_server}: connected to "
+        "127.0.0.1:"), lines
+    assert "no answer within 3 s" in lines[0] and "later stages of this pipeline skip it" in lines[0], lines
+    assert took < 5, f"took {took:.1f} s"
+    # another pipeline execution asks again (the server may be back)
+    monkeypatch.setenv("DVC_EXP_NAME", "another-run")
+    log_stage("train_gan", CommonParams(), {"lr": 0.1}, metrics={"gan/x": 1.0})
+    assert len(warnings(capfd.readouterr().err)) == 1

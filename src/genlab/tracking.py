@@ -9,7 +9,10 @@
   a warning: it never loses a trained model or fails a stage whose outputs are written.
 * An unreachable store is found fast and once per stage (:func:`store_problem`: a short connect
   (``CONNECT_TIMEOUT_S``) for a server, a folder check for sqlite; MLflow's own retries would stall each stage for
-  minutes) and costs one warning line. Writers of one sqlite store (stages of parallel
+  minutes) and costs one warning line. A server must also answer a short request within the
+  same budget (one that accepts connections but never answers is unreachable too), and an
+  unreachable server is remembered under ``.genlab/`` for the pipeline execution: its later
+  stages skip tracking at once, so a pipeline pays the budget once. Writers of one sqlite store (stages of parallel
   ``dvc exp run``s, ``dvc queue start -j N``) take turns through a file lock (:func:`store_lock`):
   concurrent first use of a fresh store, or overlapping writes, lose no run.
 """
@@ -18,6 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
+import json
 import os
 import socket
 import subprocess
@@ -43,8 +48,10 @@ def study_tags(exp_name: str | None) -> dict[str, str]:
     return {STUDY_TAG: study, CANDIDATE_TAG: candidate} if sep and study and candidate else {}
 
 
-# seconds a stage waits to connect to an MLflow server before it logs nothing (one warning)
+# seconds a stage waits for an MLflow server to connect and answer before it logs nothing (one warning)
 CONNECT_TIMEOUT_S = 3.0
+# an unreachable server, remembered for the rest of the pipeline execution (pipeline_key)
+UNREACHABLE_MARKER = Path(".genlab/tracking-unreachable.json")
 # MLflow's HTTP client retries 7 times with exponential backoff by default (minutes per call); a stage needs few
 HTTP_DEFAULTS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "30"}
@@ -65,11 +72,13 @@ def store_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
     parsed = urllib.parse.urlparse(uri)
     if parsed.scheme in ("http", "https"):
         host, port = parsed.hostname or "localhost", parsed.port or (443 if parsed.scheme == "https" else 80)
+        deadline = time.monotonic() + timeout
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            sock = socket.create_connection((host, port), timeout=timeout)
         except OSError as exc:
             return f"cannot connect to {host}:{port} ({exc.strerror or exc or type(exc).__name__})"
-        return None
+        sock.close()
+        return _no_answer(parsed, host, port, max(0.1, deadline - time.monotonic()))
     path = sqlite_path(uri)
     if path is not None:
         if path.exists():
@@ -82,6 +91,48 @@ def store_problem(uri: str, timeout: float = CONNECT_TIMEOUT_S) -> str | None:
         if not os.access(existing, os.W_OK):
             return f"{existing} is not writable"
     return None
+
+
+def _no_answer(parsed: urllib.parse.ParseResult, host: str, port: int, timeout: float) -> str | None:
+    """None when the server answers a GET of its health endpoint (any HTTP status, or a TLS
+    handshake) within `timeout`; else why not. A server that accepts connections but never
+    answers would hold each MLflow call for its request timeout, times its retries."""
+    kind = http.client.HTTPSConnection if parsed.scheme == "https" else http.client.HTTPConnection
+    conn = kind(host, port, timeout=timeout)
+    try:
+        conn.request("GET", parsed.path.rstrip("/") + "/health")
+        conn.getresponse().read(64)
+    except TimeoutError:
+        return f"connected to {host}:{port}, but no answer within {timeout:.0f} s"
+    except OSError as exc:
+        import ssl
+
+        if isinstance(exc, ssl.SSLError):
+            return None  # it speaks TLS: certificates are MLflow's business, not this check's
+        return f"{host}:{port} did not answer ({exc.strerror or exc or type(exc).__name__})"
+    except http.client.HTTPException as exc:
+        return f"{host}:{port} did not answer HTTP ({type(exc).__name__})"
+    finally:
+        conn.close()
+    return None
+
+
+def known_unreachable(root: Path, uri: str, key: str) -> bool:
+    """Whether an earlier stage of this pipeline execution found the store at `uri` unreachable."""
+    try:
+        marker = json.loads((root / UNREACHABLE_MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("uri") == uri and marker.get("pipeline") == key
+
+
+def remember_unreachable(root: Path, uri: str, key: str, problem: str) -> None:
+    """Tell the later stages of this pipeline execution to skip the store (best effort)."""
+    try:
+        (root / UNREACHABLE_MARKER).parent.mkdir(parents=True, exist_ok=True)
+        (root / UNREACHABLE_MARKER).write_text(json.dumps({"uri": uri, "pipeline": key, "problem": problem}))
+    except OSError:
+        pass
 
 
 @contextlib.contextmanager
@@ -298,9 +349,19 @@ def stage_run(
         return
     root = repo_root()
     uri = tracking_uri(root)
+    server = urllib.parse.urlparse(uri).scheme in ("http", "https")
+    # this pipeline execution: its name and the `dvc` process running it (an experiment name may come back)
+    key = f"{pipeline_key()[0]} {_dvc_process()}" if server else ""
+    if server and known_unreachable(root, uri, key):
+        yield StageRun()  # the first stage of this pipeline said so, once
+        return
     problem = store_problem(uri)
     if problem:
-        log(f"warning: MLflow tracking disabled for this stage: store {uri}: {problem}")
+        later = ""
+        if server:
+            remember_unreachable(root, uri, key, problem)
+            later = f"; later stages of this pipeline skip it ({UNREACHABLE_MARKER})"
+        log(f"warning: MLflow tracking disabled for this stage: store {uri}: {problem}{later}")
         yield StageRun()
         return
     for key, value in HTTP_DEFAULTS.items():
