@@ -11,13 +11,14 @@ loop's (:mod:`genlab.train.loop`).
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, field_validator
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.optim.swa_utils import AveragedModel
 
@@ -28,6 +29,7 @@ from genlab.models.gan import Discriminator, Generator, discriminator_accuracy, 
 from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.grids import make_grid, save_image
+from genlab.train.diffaugment import diff_augment, parse_policy
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
 
@@ -37,6 +39,8 @@ class _GanTrainParams(ModelSection):
     loss: Literal["bce", "nonsaturating", "lsgan"] = "nonsaturating"
     conditional: bool = False  # class-conditional G and projection D (needs labels)
     epochs: int = Field(1, gt=0)
+    # a budget in images seen: overrides epochs with the fewest whole epochs that see this many images
+    images: int | None = Field(None, gt=0)
     batch_size: int = Field(128, gt=0)
     lr: float = Field(2e-4, gt=0)
     lr_d: float | None = Field(None, gt=0)  # overrides lr for D
@@ -53,12 +57,17 @@ class _GanTrainParams(ModelSection):
     # ganhacks
     label_smoothing: float = Field(0.0, ge=0.0, lt=0.5)  # one-sided: real target 1 - this
     instance_noise: float = Field(0.0, ge=0.0)  # std of noise on D's inputs, decays to 0
+    # DiffAugment policy (Zhao et al. 2020) on D's inputs, real and fake, in both steps: "" = off
+    diffaugment: str = ""
     label_flip: float = Field(0.0, ge=0.0, lt=0.5)  # chance to swap a D target
     # sample from an exponential moving average of G's weights, its BatchNorm statistics
     # recomputed; 0 = sample from G as trained
     ema: float = Field(0.999, ge=0.0, lt=1.0)
     # bookkeeping
     sample_every: int = Field(1, gt=0)  # epochs between grids
+    # images seen between grids and EMA BatchNorm recalibrations (overrides sample_every; small sets)
+    sample_every_images: int | None = Field(None, gt=0)
+    recal_samples: int = Field(10240, gt=0)  # prior samples per recalibration (at most 4x the training images, >= 1024)
     n_samples: int = Field(64, gt=0, le=1024)  # images in each grid
     # images seen between frames of the progress video (fixed noise, G as trained); 0: no frames
     video_every: int = Field(0, ge=0)
@@ -68,6 +77,12 @@ class _GanTrainParams(ModelSection):
     compile: bool = False  # torch.compile both nets
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and CPUs with native bf16 (AMX, AVX512-BF16), fp32 elsewhere
     channels_last: bool = True  # NHWC memory format (faster convs on CUDA and with oneDNN on CPU)
+
+    @field_validator("diffaugment")
+    @classmethod
+    def _known_policy(cls, v: str) -> str:
+        parse_policy(v)
+        return v
 
     def placeholder_data(self) -> dict[str, Any]:
         return {"image_size": gan_model.SIZES[self.arch][0]}  # type: ignore[attr-defined]  # a size valid for the arch
@@ -91,7 +106,7 @@ RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "
                             "momentum", "schedule",
                             "decay_fraction", "limit",
                             "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples", "video_every",
-                            "log_every", "amp", "channels_last")
+                            "log_every", "amp", "channels_last", "diffaugment", "sample_every_images", "recal_samples")
 
 
 @dataclass
@@ -201,8 +216,13 @@ class GanStep(StepModule):
     """(1) Update D: maximise log D(x) + log(1 - D(G(z))); (2) update G: maximise log D(G(z))."""
 
     def __init__(self, cfg: Any, mcfg: gan_model.Config, data: torch.Tensor, labels: torch.Tensor | None,
-                 *, seed: int, grid_dir: Path | None, on_epoch_end: Callable | None, total_steps: int):
+                 *, seed: int, grid_dir: Path | None, on_epoch_end: Callable | None, total_steps: int,
+                 epochs: int | None = None, images_per_epoch: int | None = None):
         self.cfg, self.mcfg, self.data, self.labels, self.seed = cfg, mcfg, data, labels, seed
+        self.epochs = epochs or cfg.epochs  # gan.images turned into whole epochs by train_gan
+        self.images_per_epoch = images_per_epoch or data.shape[0]
+        self.policy = parse_policy(cfg.diffaugment)
+        self.recal_samples = recal_count(cfg.recal_samples, data.shape[0])
         self.grid_dir, self.callback = grid_dir, on_epoch_end
         device = data.device
         torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
@@ -255,7 +275,7 @@ class GanStep(StepModule):
         # (1) Update D: maximise log D(x) + log(1 - D(G(z)))
         self.disc.requires_grad_(True)
         with loop.autocast():
-            d_real_in, d_fake_in = x, fake.detach()
+            d_real_in, d_fake_in = diff_augment(x, self.policy), diff_augment(fake.detach(), self.policy)
             if sigma:
                 d_real_in = d_real_in + sigma * torch.randn_like(d_real_in)
                 d_fake_in = d_fake_in + sigma * torch.randn_like(d_fake_in)
@@ -268,7 +288,8 @@ class GanStep(StepModule):
         # (2) Update G: maximise log D(G(z)); D's weights need no gradient here
         self.disc.requires_grad_(False)
         with loop.autocast():
-            g_in = fake + sigma * torch.randn_like(fake) if sigma else fake
+            g_in = diff_augment(fake, self.policy)  # the same policy as D saw: G's gradient flows through it
+            g_in = g_in + sigma * torch.randn_like(g_in) if sigma else g_in
             out_g = self.d_step(g_in, y).float()
             loss_g = generator_loss(out_g, cfg.loss)
         self.opt_g.zero_grad(set_to_none=True)
@@ -284,11 +305,23 @@ class GanStep(StepModule):
             "d_acc_fake": discriminator_accuracy(out_fake.detach(), cfg.loss, False),
         }
 
+    def does_epoch_work(self, epoch: int) -> bool:
+        """Whether the end of `epoch` (1-based) recalibrates the EMA and draws a grid: every epoch,
+        or with gan.sample_every_images each time the images seen pass a multiple of it (on a
+        small set an epoch is a few steps, and the work would outweigh them); always the last."""
+        every = self.cfg.sample_every_images
+        if every is None or epoch == self.epochs:
+            return True
+        seen = epoch * self.images_per_epoch
+        return seen // every > (seen - self.images_per_epoch) // every
+
     def on_epoch_end(self, epoch: int) -> None:
+        if not self.does_epoch_work(epoch):
+            return None
         sampled = self.gen
         if self.ema is not None:
-            sampled = recalibrate_batchnorm(self.ema.module, seed=self.seed * 1_000_003 + epoch)
-        if epoch % self.cfg.sample_every == 0 or epoch == self.cfg.epochs:
+            sampled = recalibrate_batchnorm(self.ema.module, seed=self.seed * 1_000_003 + epoch, n=self.recal_samples)
+        if self.cfg.sample_every_images is not None or epoch % self.cfg.sample_every == 0 or epoch == self.epochs:
             grid = sample_grid(sampled, self.fixed_z, self.fixed_y)
             self.grids.append((epoch, grid))
             if self.grid_dir is not None:
@@ -316,11 +349,26 @@ class GanStep(StepModule):
                 save_image(g, self.grid_dir / f"epoch_{e:03d}.png")
 
 
+def recal_count(recal_samples: int, n_images: int) -> int:
+    """Prior samples for one EMA BatchNorm recalibration: gan.recal_samples, but at most 4x the
+    training images (at least 1024), so that a 500-image set does not spend longer measuring
+    statistics than training."""
+    return min(recal_samples, max(1024, 4 * n_images))
+
+
+def budget_epochs(cfg: Any, n_images: int, batch: int, steps_per_epoch: int) -> int:
+    """gan.epochs, or with gan.images the fewest whole epochs that see at least that many images
+    (whole epochs: the batch order stays a pure function of seed and epoch)."""
+    if cfg.images is None:
+        return cfg.epochs
+    return max(1, math.ceil(cfg.images / (steps_per_epoch * batch)))
+
+
 def resume_key(cfg: Any) -> dict[str, Any]:
     """The whitelisted config values a resume checkpoint must share with this run."""
     values = cfg.model_dump(mode="json")
-    # a run may be extended (more epochs) unless something decays over the whole run
-    keys = RESUME_KEYS + (("epochs",) if cfg.instance_noise or cfg.schedule != "constant" else ())
+    # a run may be extended (more epochs or images) unless something decays over the whole run
+    keys = RESUME_KEYS + (("epochs", "images") if cfg.instance_noise or cfg.schedule != "constant" else ())
     return {k: values[k] for k in keys}
 
 
@@ -354,15 +402,18 @@ def train_gan(
     data = torch.from_numpy(np.ascontiguousarray(images)).to(device)  # uint8, resident
     label_data = torch.from_numpy(labels.astype(np.int64)).to(device) if num_classes else None
     grid_dir = grid_dir if is_main_process() else None  # under DDP, rank 0 writes
+    probe = LoopConfig(name="gan", n_items=n, batch_size=cfg.batch_size, epochs=1, seed=seed, device=device)
+    epochs = budget_epochs(cfg, n, probe.batch, probe.steps_per_epoch)  # the batch: at most the set
     loop_cfg = LoopConfig(
-        name="gan", n_items=n, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, device=device, amp=cfg.amp,
+        name="gan", n_items=n, batch_size=cfg.batch_size, epochs=epochs, seed=seed, device=device, amp=cfg.amp,
         drop_last=True,  # BatchNorm dislikes tiny last batches
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume_path=resume_path,
         resume_key=resume_key(cfg), data_fingerprint=data_fingerprint(images, labels if num_classes else None),
         eval_every=max(1, cfg.video_every // min(cfg.batch_size, n)) if cfg.video_every else None,  # video frames
     )
     trainer = GanStep(cfg, mcfg, data, label_data, seed=seed, grid_dir=Path(grid_dir) if grid_dir else None,
-                      on_epoch_end=on_epoch_end, total_steps=loop_cfg.total_steps)
+                      on_epoch_end=on_epoch_end, total_steps=loop_cfg.total_steps, epochs=epochs,
+                      images_per_epoch=loop_cfg.steps_per_epoch * loop_cfg.batch)
     loop = Loop(loop_cfg, trainer)
     res = loop.run()
     batch = loop.cfg.batch
@@ -371,7 +422,7 @@ def train_gan(
         "gan/img_per_s": round(res.step * batch / res.train_seconds, 1) if res.train_seconds > 0 else 0.0,
         "gan/train_seconds": round(res.train_seconds, 2),
         "gan/steps": res.step,
-        "gan/epochs": cfg.epochs,
+        "gan/epochs": epochs,
         "gan/bf16": int(res.bf16),
     })
     gen = trainer.sampled.eval()
