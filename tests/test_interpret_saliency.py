@@ -195,3 +195,77 @@ def test_grad_cam_skips_a_last_conv_with_a_1x1_map():
     # the default D: its last conv is the 3x3 one already
     _, d0 = gan.build(gan.Config(d_width=8, d_layers=4))
     assert last_spatial_conv(d0.eval(), x) is conv_layers(d0)[-1] and len(conv_layers(d0)) == 3
+
+
+# ----------------------------------------------------------------------------- dcgan64 on RGB photos
+
+def _photo_batch(n: int) -> np.ndarray:
+    """`n` 64 px RGB crops of scikit-image's sample photographs, uint8 (n, 3, 64, 64)."""
+    pytest.importorskip("skimage")
+    from genlab.data.photo_folder import photo_crops
+
+    return photo_crops(n, size=64, seed=0).transpose(0, 3, 1, 2).copy()  # (n, 64, 64, 3) -> (n, 3, 64, 64)
+
+
+def _dcgan64(seed: int = 0):
+    from genlab.models import gan
+
+    torch.manual_seed(seed)
+    g, d = gan.build(gan.Config(arch="dcgan64", channels=3, image_size=64, z_dim=8, ngf=8, ndf=8))
+    return g.eval(), d.eval()
+
+
+def test_saliency_of_a_dcgan64_discriminator_on_rgb_photos(tmp_path):
+    from PIL import Image
+
+    from genlab.interpret.saliency import saliency_figure, saliency_maps, saliency_tiles
+
+    _, d = _dcgan64()
+    photos = _photo_batch(2)
+    assert not np.array_equal(photos[0], photos[1])
+    x = torch.from_numpy(photos).float() / 127.5 - 1
+    heat = grad_cam(d, x, "real")
+    assert heat.shape == (2, 1, 64, 64)  # the image's own size, from D's last 4x4 map
+    for i in range(2):
+        assert float(heat[i].std()) > 0.05 * float(heat[i].max()) > 0  # not constant
+    assert not torch.allclose(heat[0] / heat[0].max(), heat[1] / heat[1].max(), atol=0.05)  # image-dependent
+    gb = guided_backprop(d, x, "real")
+    assert gb.shape == (2, 3, 64, 64) and all(float(gb[i].std()) > 0 for i in range(2))
+    assert not torch.allclose(gb[:, 0], gb[:, 1])  # one gradient per colour channel, not grey repeated
+    assert not torch.allclose(gb[0], gb[1])
+    maps = saliency_maps(d, x)
+    assert {k: v.shape[1:] for k, v in maps.items()} == {
+        **{f"Grad-CAM {t}": (1, 64, 64) for t in ("real", "fake")},
+        **{f"{k} {t}": (3, 64, 64) for k in ("guided BP", "guided Grad-CAM") for t in ("real", "fake")}}
+    # the figure's cells: the photo in colour, Grad-CAM's heat over the colour photo, colour gradients
+    from matplotlib import colormaps
+
+    tiles = saliency_tiles(photos / 255.0, maps, pad=2)
+    assert tiles.shape == (2 * 66 + 2, 7 * 66 + 2, 3)
+    cell = lambda r, c: tiles[2 + 66 * r: 66 * (r + 1), 2 + 66 * c: 66 * (c + 1)]  # noqa: E731
+    photo = photos[1].transpose(1, 2, 0) / 255.0  # (64, 64, 3)
+    np.testing.assert_allclose(cell(1, 0), photo, atol=1e-6)
+    jet = colormaps["jet"](maps["Grad-CAM real"][1, 0] / maps["Grad-CAM real"][1, 0].max())[..., :3]
+    np.testing.assert_allclose(cell(1, 1), 0.5 * photo + 0.5 * jet, atol=1e-6)
+    gb_cell = cell(1, 2)
+    assert np.abs(gb_cell[..., 0] - gb_cell[..., 1]).mean() > 0.01  # not a grey gradient
+    path = saliency_figure(photos / 255.0, np.array([0.5, 0.4]), maps, tmp_path / "saliency.png", "dcgan64 RGB")
+    fig = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    assert fig.shape[1] >= 7 * 64  # seven columns, no cell drawn below the image's size
+    chroma = fig.max(axis=2) - fig.min(axis=2)
+    assert (chroma > 40).mean() > 0.15  # a colour figure: the photos, jet heat and colour gradients
+
+
+def test_saliency_section_on_an_unlabelled_rgb_set(tmp_path):
+    """The interpret stage's saliency part on 64 px RGB photos whose labels are all zero (as an
+    unlabelled folder stores them): both figures and D's P(real), with no label used."""
+    from genlab.interpret.analysis import InterpretParams, saliency_section
+
+    g, d = _dcgan64()
+    photos = _photo_batch(8)
+    metrics = saliency_section(d, g, photos, np.zeros(8, np.int64), InterpretParams(n_images=3, heat_images=8),
+                               seed=0, device=torch.device("cpu"), out_dir=tmp_path)
+    assert 0 <= metrics["p_real_real"] <= 1 and 0 <= metrics["p_real_generated"] <= 1
+    assert 0 <= metrics["gradcam_real_heat_on_strokes"] <= 1
+    for name in ("saliency_real.png", "saliency_generated.png"):
+        assert (tmp_path / name).stat().st_size > 10_000, name

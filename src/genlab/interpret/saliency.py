@@ -158,6 +158,23 @@ def tile_rows(cells: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
     return out
 
 
+def saliency_tiles(images: np.ndarray, maps: dict[str, np.ndarray], pad: int = 2) -> np.ndarray:
+    """The figure's pixels: one row per image, the input (grey or colour, as it is) then each
+    map, every cell at the image's own size; (H', W', 3) float in [0, 1]. Grad-CAM heat is drawn
+    over the input; gradients keep one colour per input channel."""
+    rows = []
+    for i in range(len(images)):
+        img = _rgb(images[i])
+        row = [img]
+        for name, m in maps.items():
+            if m.shape[1] == 1 and name.startswith("Grad-CAM"):
+                row.append(_heat_overlay(img, m[i, 0]))
+            else:
+                row.append(_rgb(gradient_image(m[i])))
+        rows.append(row)
+    return tile_rows(rows, pad)
+
+
 def saliency_figure(images: np.ndarray, probs: np.ndarray, maps: dict[str, np.ndarray], path: str | Path,
                     title: str) -> Path:
     """One row per image: the input (with D's P(real)) beside each map. `images` float
@@ -171,17 +188,7 @@ def saliency_figure(images: np.ndarray, probs: np.ndarray, maps: dict[str, np.nd
 
     from genlab.runtime import save_figure
 
-    rows = []
-    for i in range(len(images)):
-        img = _rgb(images[i])
-        row = [img]
-        for name, m in maps.items():
-            if m.shape[1] == 1 and name.startswith("Grad-CAM"):
-                row.append(_heat_overlay(img, m[i, 0]))
-            else:
-                row.append(_rgb(gradient_image(m[i])))
-        rows.append(row)
-    grid = tile_rows(rows)
+    grid = saliency_tiles(images, maps)
     n, cols, size = len(images), 1 + len(maps), images.shape[2] + 2
     fig, ax = plt.subplots(figsize=(1.1 * cols + 0.8, 1.1 * n + 0.7))
     ax.imshow(grid, interpolation="nearest")
