@@ -168,3 +168,55 @@ def test_fuzzed_params_validate_or_fail_in_one_line_per_problem(tmp_path, capsys
     assert len(err) == 1 and err[0].startswith("error: check_params: params.yaml: not valid YAML: line 3, column 1"), err
     assert counts["valid"] > 10 and counts["refused"] > 120, counts  # both outcomes well exercised
     print(f"fuzzed params: {N_CASES} cases, {counts['valid']} valid, {counts['refused']} refused")
+
+
+# --- limits the gate checks (issue 25 finding 3) ------------------------------------------------
+
+def _cpus() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0))
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda p: p["gan"].update(lr=float("inf")), "params.yaml: gan.lr: input should be a finite number, got inf"),
+    (lambda p: p["vae"].update(lr=float("nan")), "params.yaml: vae.lr: input should be a finite number, got nan"),
+    (lambda p: p["prepare_images"].update(n_train=100_000_000),
+     "params.yaml: prepare_images.n_train: must be <= 1000000, got 100000000"),
+    (lambda p: p.update(device="cpu", distributed={"nproc": 64}),
+     f"params.yaml: distributed.nproc: 64 processes on CPU, but this machine has {_cpus()} CPUs (device: cpu)"),
+], ids=["inf", "nan", "n_train", "nproc"])
+def test_limits_are_one_line_from_the_gate(tmp_path, edit, expected):
+    params = tiny_params()
+    edit(params)
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(params))
+    assert check_params(path, base=tmp_path) == [expected]
+
+
+def test_a_duplicate_key_is_one_line_naming_the_key_and_both_lines(tmp_path):
+    """PyYAML keeps the last value; DVC refuses the file: the gate names the key."""
+    text = yaml.safe_dump(tiny_params(), sort_keys=False)
+    lines = text.splitlines()
+    gan = lines.index("gan:")
+    lines.insert(gan + 1, "  lr: 0.5")
+    first = next(i for i in range(gan + 2, len(lines)) if lines[i].startswith("  lr:"))
+    path = tmp_path / "params.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(ParamsError) as err:
+        check_params(path, base=tmp_path)
+    assert str(err.value) == f"{path}: gan.lr: duplicate key (lines {gan + 2} and {first + 1}); keep one"
+
+
+def test_an_empty_params_file_is_the_gates_line_in_dvc_repro(tmp_path):
+    """DVC read the stages' params keys first and stopped with 'Parameters ... are missing'."""
+    from conftest import dvc, make_pipeline_repo
+
+    repo = make_pipeline_repo(tmp_path / "repo")
+    (repo / "params.yaml").write_text("")
+    proc = dvc(repo, "repro", check=False)
+    assert proc.returncode != 0
+    gate = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.startswith("error: check_params:")]
+    assert gate == ["error: check_params: params.yaml: is empty; expected a mapping of sections (seed, device, "
+                    "tracking, and one per stage)"], proc.stdout + proc.stderr
+    assert "are missing" not in proc.stderr and not (repo / "data/images").exists()

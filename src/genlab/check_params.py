@@ -9,6 +9,7 @@ nothing. The section -> config class table lives in :mod:`genlab.sections`.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from genlab.data.source_checks import check_image_source, check_text_source
@@ -20,6 +21,27 @@ SOURCE_CHECKS = {
     "prepare_images": lambda cfg, base: check_image_source(cfg.source, base),
     "prepare_text": lambda cfg, base: check_text_source(cfg.source, base, cfg.encoding),
 }
+
+
+def nproc_problem(common: CommonParams) -> str | None:
+    """`distributed.nproc` beyond what this machine runs: CPUs on CPU, GPUs on CUDA (None: fine).
+    torch is imported only when it is asked for more than one process."""
+    nproc = common.distributed.nproc
+    if nproc <= 1:
+        return None
+    device = common.device
+    if device != "cpu":
+        import torch
+
+        if device == "cuda" or torch.cuda.is_available():
+            gpus = torch.cuda.device_count()
+            if nproc > gpus:
+                return f"{nproc} processes on CUDA, but this machine has {gpus} GPU{'s' * (gpus != 1)}"
+            return None
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if nproc > cpus:
+        return f"{nproc} processes on CPU, but this machine has {cpus} CPU{'s' * (cpus != 1)} (device: {device})"
+    return None
 
 
 def check_params(path: str | Path = "params.yaml", base: str | Path | None = None, sources: bool = True) -> list[str]:
@@ -46,6 +68,10 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
         except ParamsError as exc:
             problems.extend(str(exc).splitlines())
             continue
+        if not section and sources:  # the machine's own limits; a preset may be for another machine
+            problem = nproc_problem(cfg)
+            if problem:
+                problems.append(f"{source}: distributed.nproc: {problem}")
         if sources and section in SOURCE_CHECKS:
             problem = SOURCE_CHECKS[section](cfg, base)
             if problem:

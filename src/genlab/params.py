@@ -20,7 +20,8 @@ M = TypeVar("M", bound=BaseModel)
 class StrictModel(BaseModel):
     """Base for every params section: unknown keys are errors, values are validated on assignment."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # allow_inf_nan: `.inf` / `.nan` parse as floats in YAML and would pass every range check
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False)
 
 
 class TrackingParams(StrictModel):
@@ -129,6 +130,33 @@ def yaml_error_line(exc: yaml.YAMLError) -> str:
     return f"{where}{problem}" + (f" ({context})" if context else "")
 
 
+def duplicate_key(text: str) -> str | None:
+    """The first key a YAML mapping of `text` repeats, as ``gan.lr: duplicate key (lines 12 and 30)``,
+    or None. PyYAML keeps the last value silently; DVC refuses the file."""
+    def walk(node: yaml.Node, path: tuple[str, ...]) -> str | None:
+        if isinstance(node, yaml.MappingNode):
+            seen: dict[str, int] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if isinstance(key_node, yaml.ScalarNode) and key != "<<":
+                    line = key_node.start_mark.line + 1
+                    if key in seen:
+                        return f"{'.'.join((*path, key))}: duplicate key (lines {seen[key]} and {line}); keep one"
+                    seen[key] = line
+                found = walk(value_node, (*path, key))
+                if found:
+                    return found
+        elif isinstance(node, yaml.SequenceNode):
+            for i, item in enumerate(node.value):
+                found = walk(item, (*path, str(i)))
+                if found:
+                    return found
+        return None
+
+    root = yaml.compose(text, Loader=yaml.SafeLoader)
+    return walk(root, ()) if root is not None else None
+
+
 def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
     """The parsed params file; a missing, unreadable, malformed or empty file is a one-line ParamsError."""
     path = Path(path)
@@ -140,8 +168,11 @@ def read_params(path: str | Path = "params.yaml") -> dict[str, Any]:
         raise ParamsError(f"{path}: cannot read: {exc}") from None
     try:
         data = yaml.safe_load(text)
+        duplicate = duplicate_key(text)
     except yaml.YAMLError as exc:
         raise ParamsError(f"{path}: not valid YAML: {yaml_error_line(exc)}") from None
+    if duplicate:
+        raise ParamsError(f"{path}: {duplicate}")
     if data is None:
         raise ParamsError(f"{path}: is empty; expected a mapping of sections (seed, device, tracking, and one per stage)")
     if not isinstance(data, dict):

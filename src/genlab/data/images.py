@@ -45,6 +45,10 @@ _KNOWN_IDX_LABELS = {
 }
 
 
+# images a synthetic source renders per split at most (the generate stage's cap on samples too)
+MAX_SYNTHETIC_IMAGES = 1_000_000
+
+
 class PrepareImagesParams(StrictModel):
     """The ``prepare_images`` section of params.yaml."""
 
@@ -52,8 +56,9 @@ class PrepareImagesParams(StrictModel):
     image_size: int = Field(28, ge=8, le=512)
     channels: Literal[1, 3] = 1
     limit: int | None = Field(None, gt=0)   # first N train and max(1, N // 6) test images
-    n_train: int = Field(60000, gt=0)       # synthetic-digits / synthetic-rgb only
-    n_test: int = Field(10000, gt=0)        # synthetic-digits / synthetic-rgb only
+    # synthetic-digits / synthetic-rgb only; capped where the arrays outgrow a machine's memory
+    n_train: int = Field(60000, gt=0, le=MAX_SYNTHETIC_IMAGES)
+    n_test: int = Field(10000, gt=0, le=MAX_SYNTHETIC_IMAGES)
     test_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # folder:<dir> (and lsun:<dir> without *_val_lmdb) only
     root: str = "~/.cache/genlab/downloads"  # torchvision download cache
 
