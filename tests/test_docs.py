@@ -120,3 +120,137 @@ def test_the_old_comments_are_caught(text):
 ])
 def test_what_and_why_passes(text):
     assert not measurement_hits(text)
+
+
+# --- links and commands that work ---------------------------------------------------------------
+
+LINK = re.compile(r"!?\[(?:[^\]\[]|\[[^\]]*\])*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)")
+FENCE = re.compile(r"^(```|~~~).*?^\1\s*$", re.MULTILINE | re.DOTALL)
+
+
+def guide_files() -> list[Path]:
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def anchors(markdown: str) -> set[str]:
+    """GitHub's heading anchors: lower case, punctuation dropped, spaces to hyphens, -1, -2 for repeats."""
+    seen: dict[str, int] = {}
+    out = set()
+    for line in FENCE.sub("", markdown).splitlines():
+        m = re.match(r"#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if not m:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", m.group(1).strip().lower()).replace(" ", "-")
+        n = seen.get(slug, 0)
+        seen[slug] = n + 1
+        out.add(slug if n == 0 else f"{slug}-{n}")
+    return out
+
+
+def broken_links(path: Path) -> list[str]:
+    """Every relative link or image of a markdown file whose file or #anchor does not exist."""
+    text = path.read_text(encoding="utf-8")
+    bad = []
+    for m in LINK.finditer(FENCE.sub("", text)):
+        target = m.group(1)
+        if re.match(r"[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, mailto:
+            continue
+        file_part, _, anchor = target.partition("#")
+        dest = (path.parent / file_part).resolve() if file_part else path
+        if not dest.exists():
+            bad.append(f"{path.name}: {target}: no such file")
+        elif anchor and dest.suffix == ".md" and anchor not in anchors(dest.read_text(encoding="utf-8")):
+            bad.append(f"{path.name}: {target}: no heading #{anchor} in {dest.name}")
+    return bad
+
+
+def test_relative_links_in_readme_and_docs_resolve():
+    bad = [problem for path in guide_files() for problem in broken_links(path)]
+    assert not bad, "\n".join(bad)
+
+
+def test_a_broken_link_is_found(tmp_path):
+    (tmp_path / "other.md").write_text("# Other page\n\n## The GAN's loop, in 2 parts\n")
+    page = tmp_path / "page.md"
+    page.write_text("[ok](other.md) [ok](other.md#the-gans-loop-in-2-parts) [web](https://example.org/x)\n"
+                    "![gone](missing.png) [bad anchor](other.md#nope) [self](#page)\n# Page\n"
+                    "```\n[in code](not-checked.md)\n```\n")
+    assert broken_links(page) == ["page.md: missing.png: no such file",
+                                  "page.md: other.md#nope: no heading #nope in other.md"]
+
+
+def readme_commands() -> list[str]:
+    """The shell commands of README.md's code blocks, continuation lines joined, comments dropped."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    commands = []
+    for block in re.findall(r"^```bash\n(.*?)^```", text, re.MULTILINE | re.DOTALL):
+        for line in block.replace("\\\n", " ").splitlines():
+            line = re.sub(r"\s+#\s.*$", "", line).strip()
+            if line and not line.startswith("#"):
+                commands.append(line)
+    return commands
+
+
+# README commands that take seconds, need no network and no trained model: run them as written
+QUICK_GENLAB = ("genlab --help", "genlab study list", "genlab preset list", "genlab preset show", "genlab preset check")
+
+
+def test_readme_quick_genlab_commands_run():
+    commands = [c for c in readme_commands() if c.startswith(QUICK_GENLAB)]
+    assert {c.split()[1] for c in commands} >= {"--help", "study", "preset"}, commands
+    for command in commands:
+        import shlex
+        import subprocess
+        import sys
+
+        proc = subprocess.run([sys.executable, "-m", "genlab.cli", *shlex.split(command)[1:]], cwd=ROOT,
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, f"{command}: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        assert proc.stdout.strip(), f"{command}: printed nothing"
+
+
+def test_readme_experiments_are_valid_and_dvc_accepts_them(tmp_path):
+    """Every `dvc exp run` / `genlab preset run` line of the README (not the --queue ones): its -S
+    keys exist and their values pass check_params' checks, and `dvc exp run --dry` accepts its
+    options in a real pipeline repo (up to check_params: a dry run needs the other stages' inputs)."""
+    import shlex
+    import subprocess
+    import sys
+
+    import yaml
+
+    from conftest import dvc, make_pipeline_repo, tiny_params
+    from genlab.check_params import check_params
+    from genlab.presets import merge
+
+    commands = [c for c in readme_commands()
+                if c.startswith(("dvc exp run", "genlab preset run")) and "--queue" not in c]
+    assert len(commands) >= 4, commands
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for command in commands:  # the overrides, checked as check_params checks params.yaml
+        words = shlex.split(command)
+        sets = [words[i + 1] for i, w in enumerate(words) if w == "-S"]
+        overrides: dict = {}
+        for item in sets:
+            key, value = item.split("=", 1)
+            node = overrides
+            for part in key.split(".")[:-1]:
+                node = node.setdefault(part, {})
+            node[key.split(".")[-1]] = yaml.safe_load(value)
+        merged = tmp_path / "merged.yaml"
+        merged.write_text(yaml.safe_dump(merge(params, overrides, source=f"README: {command}")))
+        assert check_params(merged, sources=False) == [], command
+    # through dvc (seconds each): the first of each kind, and one whose value holds a colon
+    dry = {next(c for c in commands if c.startswith("dvc exp run")),
+           next(c for c in commands if c.startswith("genlab preset run")),
+           next(c for c in commands if re.search(r"-S \S+=\w+:", c))}
+    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(tracking={"enabled": False}))
+    for command in sorted(dry):
+        words = shlex.split(command)
+        if words[0] == "dvc":
+            proc = dvc(repo, *words[1:], "--dry", "check_params", check=False)
+        else:
+            proc = subprocess.run([sys.executable, "-m", "genlab.cli", *words[1:], "--dry", "check_params"], cwd=repo,
+                                  capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"{command} --dry: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+        subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
