@@ -254,3 +254,19 @@ def test_readme_experiments_are_valid_and_dvc_accepts_them(tmp_path):
                                   capture_output=True, text=True, timeout=600)
         assert proc.returncode == 0, f"{command} --dry: exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         subprocess.run(["git", "checkout", "--", "params.yaml"], cwd=repo, check=True)
+
+
+def test_readme_is_a_short_guide_with_the_stage_table_up_front():
+    import yaml
+
+    lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= 250, f"README.md has {len(lines)} lines; move detail to docs/<topic>.md"
+    header = next(i for i, line in enumerate(lines) if line.startswith("| stage | params section | library |"))
+    assert header < 100, f"the stage table starts at line {header + 1}; a newcomer needs it in the first 100"
+    rows = set()
+    for line in lines[header + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.add(line.split("|")[1].strip().strip("`"))
+    stages = set(yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"])
+    assert stages <= rows, f"stages missing from the README's stage table: {sorted(stages - rows)}"

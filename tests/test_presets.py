@@ -74,6 +74,8 @@ def test_quick_preset_runs_as_a_named_dvc_experiment(tmp_path, monkeypatch, caps
     # preset (generate.n_samples); up to prepare_images only, to stay fast
     repo = make_pipeline_repo(tmp_path / "repo", tiny_params(tracking={"enabled": False}, device="cpu"))
     monkeypatch.chdir(repo)
+    for var in ("GIT_AUTHOR_NAME", "GIT_COMMITTER_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_EMAIL"):
+        monkeypatch.setenv(var, "t@t" if "EMAIL" in var else "t")  # the experiment is a git commit
     rc = genlab_main(["preset", "run", "quick", "-S", "generate.n_samples=123", "prepare_images"])
     out = capsys.readouterr().out
     assert rc == 0, out
