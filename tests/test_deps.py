@@ -97,7 +97,7 @@ def test_closure_follows_submodules_relative_and_lazy_imports_and_inits(tmp_path
 # never above: the base never imports a model, models never import training or rendering,
 # rendering never imports training, and no library module imports a stage script.
 LAYERS = [
-    {"runtime", "params", "checkpoint", "sampling", "grids", "stage", "distributed", "clean"},
+    {"errors", "runtime", "params", "checkpoint", "sampling", "grids", "stage", "distributed", "clean"},
     {"data"},
     {"models", "char_rnn_numpy"},
     {"generate"},
@@ -215,3 +215,14 @@ def test_every_command_is_one_module_named_genlab_cli_command():
     stray = [p.relative_to(ROOT).as_posix() for p in (ROOT / "src" / "genlab").rglob("*cli*.py")
              if p.parent != cli_dir]
     assert not stray, f"CLI modules outside genlab/cli/: {stray}"
+
+
+def test_one_function_named_data_fingerprint():
+    """Two `data_fingerprint`s hashed different things (a meta.json, the arrays in memory); the
+    one left is genlab.tracking's, the hash of a data stage's meta.json."""
+    import ast
+
+    defined = [path.relative_to(ROOT / "src").as_posix() for path in sorted((ROOT / "src" / "genlab").rglob("*.py"))
+               for node in ast.parse(path.read_text()).body
+               if isinstance(node, ast.FunctionDef) and node.name == "data_fingerprint"]
+    assert defined == ["genlab/tracking.py"]

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+import subprocess
+import sys
+import textwrap
+
+from conftest import ROOT
 from genlab.checkpoint import CheckpointError
+from genlab.errors import InputError
 from genlab.params import ParamsError
 from genlab.stage import StageError, run_stage
 
@@ -21,11 +27,11 @@ def _raising(exc: BaseException):
     [
         (ParamsError("params.yaml: gan.lr: must be > 0, got -1"), 2, "error: s: params.yaml: gan.lr: must be > 0, got -1"),
         (StageError("data/images/train_images.npy is truncated"), 1, "error: s: data/images/train_images.npy is truncated"),
-        (ValueError("bad value\nmore detail"), 1, "error: s: bad value"),
+        (InputError("bad value\nmore detail"), 1, "error: s: bad value"),
         (FileNotFoundError("no such file: x.npy"), 1, "error: s: no such file: x.npy"),
         (OSError(28, "No space left on device"), 1, "error: s: [Errno 28] No space left on device"),
         (CheckpointError("checkpoint m.pt is corrupted"), 1, "error: s: checkpoint m.pt is corrupted"),
-        (RuntimeError(""), 1, "error: s: RuntimeError"),
+        (StageError(""), 1, "error: s: StageError"),
         (KeyboardInterrupt(), 130, "error: s: interrupted"),
     ],
 )
@@ -52,9 +58,39 @@ def test_return_value_and_name_from_the_script(capsys):
     assert capsys.readouterr().err.strip() == "error: test_stage: boom"
 
 
-def test_bugs_keep_their_traceback():
-    with pytest.raises(KeyError):
-        run_stage(_raising(KeyError("x")), "s")
+@pytest.mark.parametrize("exc", [KeyError("x"), ValueError("operands could not be broadcast together"),
+                                 RuntimeError("mat1 and mat2 shapes cannot be multiplied (4x8 and 9x2)"),
+                                 FloatingPointError("overflow encountered in exp")])
+def test_bugs_keep_their_traceback(exc, monkeypatch):
+    """Only genlab's own errors and OSError are one line; a ValueError or RuntimeError from torch
+    or NumPy is a bug, shown with its traceback."""
+    monkeypatch.delenv("GENLAB_TRACEBACK", raising=False)
+    with pytest.raises(type(exc)):
+        run_stage(_raising(exc), "s")
+
+
+def test_a_shape_bug_in_a_real_stage_run_keeps_its_traceback(tmp_path):
+    """stages/train_vae.py in a subprocess, its model's forward broken by a wrong reshape."""
+    from test_vae import set_params, tiny_data, write_data
+
+    write_data(tmp_path, tiny_data(n_train=32, n_test=16))
+    set_params(tmp_path, epochs=1, batch_size=16, lr_schedule="constant")
+    inject = textwrap.dedent(f"""
+        import runpy, sys
+        from genlab.models import vae
+
+        def broken_forward(self, x, *args, **kwargs):
+            return x.reshape(x.shape[0], 3, -1) @ x.reshape(x.shape[0], 5, -1)  # a shape bug
+
+        vae.VAE.forward = broken_forward
+        sys.argv = [{str(ROOT / "stages" / "train_vae.py")!r}]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+    """)
+    proc = subprocess.run([sys.executable, "-c", inject], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Traceback (most recent call last)" in proc.stderr, proc.stderr
+    assert "broken_forward" in proc.stderr and "RuntimeError" in proc.stderr
+    assert "error: train_vae:" not in proc.stderr
 
 
 def test_genlab_traceback_reraises(monkeypatch):
@@ -99,7 +135,7 @@ def test_damaged_output_of_another_stage_gets_the_restore_commands(tmp_path, cap
     assert run_stage(_raising(CheckpointError("checkpoint models/gan/checkpoint.pt is truncated")), "generate") == 1
     assert run_stage(_raising(ImageArrayError("data/generated/gan.npy: truncated")), "evaluate") == 1
     assert run_stage(_raising(ImageArrayError("data/generated/gan.npy: truncated")), "generate") == 1
-    assert run_stage(_raising(ValueError("models/gan/checkpoint.pt: bad")), "generate") == 1
+    assert run_stage(_raising(InputError("models/gan/checkpoint.pt: bad")), "generate") == 1
     assert capsys.readouterr().err.splitlines() == [
         "error: generate: checkpoint models/gan/checkpoint.pt is truncated; "
         "restore it with `dvc checkout models/gan` or rebuild it with `dvc repro -f train_gan`",

@@ -16,12 +16,13 @@ from typing import Any
 import numpy as np
 import torch
 
+from genlab.errors import GenlabError, first_line
 from genlab.runtime import torch_save
 
 FORMAT_VERSION = 1
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(GenlabError, RuntimeError):
     """A checkpoint that is missing, corrupted or of the wrong kind."""
 
 
@@ -76,8 +77,7 @@ def load_failure(exc: BaseException) -> str:
         found = re.search(r"GLOBAL ([\w.]+)", text)
         return ("it holds pickled Python objects" + (f" ({found.group(1)})" if found else "")
                 + ", which genlab never loads")
-    first = next((line.strip() for line in text.splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return first_line(exc, typed=True)
 
 
 def load_checkpoint(path: str | Path, kind: str | tuple[str, ...] | None = None, map_location: Any = "cpu") -> dict[str, Any]:

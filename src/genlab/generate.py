@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from genlab.errors import InputError
 from genlab.runtime import progress
 
 GENERATORS = ("gan", "vae")
@@ -25,7 +26,7 @@ def load_generator(name: str, path: str | Path, device: torch.device | str = "cp
     elif name == "vae":
         from genlab.models.vae import load
     else:
-        raise ValueError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
+        raise InputError(f"unknown generator {name!r}; choose one of {', '.join(GENERATORS)}")
     return load(path, device=device)
 
 

@@ -8,11 +8,14 @@ one line naming the key path, e.g. ``params.yaml: gan.lr: must be > 0, got -1``.
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from genlab.errors import GenlabError, first_line
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -46,7 +49,7 @@ class CommonParams(StrictModel):
     distributed: DistributedParams = DistributedParams()
 
 
-class ParamsError(ValueError):
+class ParamsError(GenlabError, ValueError):
     """A params file that cannot drive a stage; ``str(err)`` is a one-line message."""
 
 
@@ -124,7 +127,7 @@ def validate_section(raw: Any, section: str, model: type[M], source: str = "para
 def yaml_error_line(exc: yaml.YAMLError) -> str:
     """A YAML error as one line that keeps where it is: ``line 3, column 8: <problem>``."""
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    problem = getattr(exc, "problem", None) or first_line(exc)
     context = getattr(exc, "context", None)
     where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
     return f"{where}{problem}" + (f" ({context})" if context else "")
@@ -216,6 +219,19 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------- model configs -> sections
+
+
+def resume_key(cfg: BaseModel, may_change: Iterable[str]) -> dict[str, Any]:
+    """The settings a resume checkpoint must share with this run: every field of `cfg` except
+    those in `may_change` (a trainer's short list of keys that may differ between a run and its
+    resume: run length, logging and checkpoint intervals, figures). A field added to a params
+    class is in the key without anyone listing it; nanoGPT checks its model args the same way."""
+    fields = type(cfg).model_fields
+    unknown = sorted(set(may_change) - set(fields))
+    if unknown:
+        raise KeyError(f"{type(cfg).__name__} has no field {', '.join(unknown)} (in its may-change list)")
+    values = cfg.model_dump(mode="json")
+    return {k: values[k] for k in fields if k not in set(may_change)}
 
 
 class ModelSection(StrictModel):

@@ -17,6 +17,8 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from genlab.errors import StageError, first_line
+
 T = TypeVar("T")
 
 
@@ -41,7 +43,7 @@ def resolve_device(name: str = "auto") -> "torch.device":  # noqa: F821
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device: cuda was requested but no CUDA device is available (use auto or cpu)")
+        raise StageError("device: cuda was requested but no CUDA device is available (use auto or cpu)")
     if name == "cuda" and "LOCAL_RANK" in os.environ:  # under torchrun: this rank's GPU
         return torch.device("cuda", int(os.environ["LOCAL_RANK"]))
     return torch.device(name)
@@ -115,7 +117,7 @@ def describe_write_error(exc: BaseException, folder: str | Path) -> str:
     limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
     if limit != resource.RLIM_INFINITY:
         return f"{os.strerror(27)} (the file size limit, ulimit -f, is {limit} bytes)"
-    return str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return first_line(exc)
 
 
 def write_text(path: str | Path, text: str) -> Path:

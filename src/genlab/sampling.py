@@ -11,13 +11,15 @@ from typing import Any
 
 import numpy as np
 
+from genlab.errors import InputError
+
 StepFn = Callable[[int, Any], tuple[np.ndarray, Any]]
 
 
 def check_temperature(temperature: float) -> float:
     t = float(temperature)
     if not np.isfinite(t) or t <= 0:
-        raise ValueError(f"temperature must be > 0 (1.0 samples the model's distribution), got {temperature!r}")
+        raise InputError(f"temperature must be > 0 (1.0 samples the model's distribution), got {temperature!r}")
     return t
 
 
@@ -59,12 +61,12 @@ def generate_text(
     """
     check_temperature(temperature)
     if length < 0:
-        raise ValueError(f"length must be >= 0, got {length}")
+        raise InputError(f"length must be >= 0, got {length}")
     if prime:
         try:
             prime_ids = vocab.encode(prime)
         except ValueError as exc:
-            raise ValueError(f"prime {prime!r}: {exc}") from None
+            raise InputError(f"prime {prime!r}: {exc}") from None
     else:
         prime_ids = np.array([int(rng.integers(len(vocab.chars)))], dtype=np.int64)
     logits = None

@@ -21,10 +21,10 @@ raised inside ``main``                             exit   stderr
 =================================================  =====  ==========================================
 :class:`genlab.params.ParamsError`                 2      ``error: <stage>: <message>`` (one line per
                                                           problem when a file has several)
-:class:`StageError`, ``ValueError``, ``OSError``   1      ``error: <stage>: <first line of message>``
-(``FileNotFoundError``, ...), ``RuntimeError``
-(:class:`genlab.checkpoint.CheckpointError`, ...),
-``FloatingPointError``
+:class:`genlab.errors.GenlabError`                 1      ``error: <stage>: <first line of message>``
+(:class:`StageError`, ``CheckpointError``,
+``ImageSourceError``, ``TrainingDiverged``, ...),
+``OSError`` (``FileNotFoundError``, ...)
 ``KeyboardInterrupt``                              130    ``error: <stage>: interrupted``
 SIGTERM (``kill``, a CI timeout, a shutdown)       143    ``error: <stage>: terminated``
 =================================================  =====  ==========================================
@@ -38,7 +38,7 @@ truncated ``data/generated/gan.npy``) gets the commands that restore it, from
 ``dvc.yaml``: ``; restore it with `dvc checkout models/gan` or rebuild it with `dvc repro -f train_gan```.
 
 ``main`` returning ``None`` counts as 0. Anything else (a bug: ``TypeError``, ``KeyError``,
-...) keeps its traceback. ``GENLAB_TRACEBACK=1`` shows the traceback of handled errors too.
+a shape ``RuntimeError`` from torch, a ``ValueError`` from NumPy, ...) keeps its traceback. ``GENLAB_TRACEBACK=1`` shows the traceback of handled errors too.
 The stage name is the script's file name (``stages/train_gan.py`` -> ``train_gan``).
 """
 
@@ -55,6 +55,7 @@ from typing import TypeVar
 
 from pydantic import BaseModel
 
+from genlab.errors import GenlabError, StageError, first_line
 from genlab.params import CommonParams, ParamsError, load_params
 
 M = TypeVar("M", bound=BaseModel)
@@ -70,27 +71,16 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated()
 
 
-class StageError(RuntimeError):
-    """A data or runtime problem a stage reports in one line (exit 1): a missing input, an
-    output that cannot be written, a run that diverged."""
-
-
-# Failures of data, files or the run itself; a stage reports them in one line, exit 1.
-# (ParamsError is a ValueError, so it is tested first.)
-DATA_ERRORS: tuple[type[BaseException], ...] = (StageError, ValueError, OSError, RuntimeError, FloatingPointError)
+# Failures of data, files or the run itself; a stage reports them in one line, exit 1: genlab's
+# own errors (StageError, CheckpointError, ImageSourceError, ... all GenlabError) and the
+# operating system's (a missing file, a full disk). A ValueError or RuntimeError from anywhere
+# else is a bug and keeps its traceback. (ParamsError is a GenlabError too; it is tested first.)
+DATA_ERRORS: tuple[type[BaseException], ...] = (GenlabError, OSError)
 
 
 def load_stage_params(section: str, model: type[M], path: str | Path = "params.yaml") -> tuple[CommonParams, M]:
     """The shared sections and `section` of params.yaml, validated (raises :class:`ParamsError`)."""
     return load_params(section, model, path)
-
-
-def first_line(exc: BaseException) -> str:
-    """An exception as one line: its first non-empty message line, else its type name."""
-    for line in str(exc).splitlines():
-        if line.strip():
-            return line.strip()
-    return type(exc).__name__
 
 
 def stage_name(main: Callable[..., object]) -> str:

@@ -33,6 +33,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from genlab.errors import first_line
 from genlab.params import CommonParams, flatten
 from genlab.runtime import log, repo_root
 
@@ -160,8 +161,7 @@ def store_lock(uri: str) -> Iterator[None]:
 
 def one_line(exc: BaseException) -> str:
     """``Type: first line of the message`` (SQLAlchemy and MLflow errors span many lines)."""
-    first = next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
-    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
+    return first_line(exc, typed=True)
 
 
 def tracking_uri(root: str | Path | None = None) -> str:

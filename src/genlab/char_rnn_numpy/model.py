@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from genlab.errors import InputError
 from genlab.runtime import atomic_path
 
 Params = dict[str, np.ndarray]
@@ -228,7 +229,7 @@ class CharRNN:
         batch_size = max(1, min(batch_size, (len(ids) - 1) // max(seq_length, 1)))
         seg = (len(ids) - 1) // batch_size  # characters per stream
         if seg < 1:
-            raise ValueError(f"cannot evaluate on {len(ids)} characters: need at least 2")
+            raise InputError(f"cannot evaluate on {len(ids)} characters: need at least 2")
         starts = np.arange(batch_size)[:, None] * seg  # (B, 1)
         h = self.zero_state(batch_size)
         total_loss, total_correct, count = 0.0, 0, 0
@@ -299,9 +300,9 @@ def load_model(path: str | Path) -> CharRNN:
             params = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
             vocab = Vocab.from_json(json.loads(str(data["vocab_json"]))) if "vocab_json" in data.files else None
     except (OSError, KeyError, ValueError) as exc:
-        raise ValueError(f"{path} is not a genlab NumPy char-RNN model: {exc}") from None
+        raise InputError(f"{path} is not a genlab NumPy char-RNN model: {exc}") from None
     if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
+        raise InputError(f"{path}: unknown format {meta.get('format')!r}, expected {FORMAT!r}")
     model = CharRNN(RNNConfig(**meta["config"]), params, vocab=vocab)
     model.extra = meta.get("extra", {})
     return model

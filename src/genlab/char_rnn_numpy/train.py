@@ -20,9 +20,11 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from genlab.errors import InputError, TrainingDiverged
 from genlab.char_rnn_numpy.model import CharRNN, RNNConfig
 from genlab.char_rnn_numpy.optim import OPTIMIZERS, Optimizer, clip_gradients, make_optimizer
 from genlab.params import StrictModel
+from genlab.params import resume_key as params_resume_key
 from genlab.runtime import atomic_path, log, progress
 from genlab.sampling import check_temperature, generate_text
 
@@ -68,9 +70,9 @@ class CharRNNNumpyParams(StrictModel):
     def _known_optimizers(cls, v: dict[str, float]) -> dict[str, float]:
         for name, lr in v.items():
             if name not in OPTIMIZERS:
-                raise ValueError(f"unknown optimizer {name!r} (allowed: {', '.join(OPTIMIZERS)})")
+                raise InputError(f"unknown optimizer {name!r} (allowed: {', '.join(OPTIMIZERS)})")
             if not lr > 0:
-                raise ValueError(f"the lr of {name} must be > 0, got {lr}")
+                raise InputError(f"the lr of {name} must be > 0, got {lr}")
         return v
 
     @field_validator("sweep_temperatures")
@@ -83,7 +85,7 @@ class CharRNNNumpyParams(StrictModel):
     @model_validator(mode="after")
     def _eval_chars_covers_a_chunk(self) -> "CharRNNNumpyParams":
         if self.eval_chars is not None and self.eval_chars < self.seq_length:
-            raise ValueError(f"eval_chars ({self.eval_chars}) must be >= seq_length ({self.seq_length})")
+            raise InputError(f"eval_chars ({self.eval_chars}) must be >= seq_length ({self.seq_length})")
         return self
 
     def rnn_config(self, vocab_size: int) -> RNNConfig:
@@ -118,7 +120,7 @@ class BatchStreams:
         self.T = seq_length
         self.seg = (len(self.ids) - 1) // batch_size  # characters per stream
         if self.seg < seq_length:
-            raise ValueError(
+            raise InputError(
                 f"the {name} split has {len(self.ids):,} characters: too short for batch_size={batch_size} "
                 f"streams of seq_length={seq_length} (needs at least {batch_size * seq_length + 1:,}); "
                 "lower batch_size or seq_length, or use a longer corpus"
@@ -220,7 +222,7 @@ def train(
             h = model.zero_state(batch_size)
         loss, acc, grads, h = model.loss_and_grads(x, y, h)
         if not np.isfinite(loss):
-            raise FloatingPointError(f"{desc}: the training loss is {loss} at step {step}; lower the lr")
+            raise TrainingDiverged(f"{desc}: the training loss is {loss} at step {step}; lower the lr")
         clip_gradients(grads, clip)
         optimizer.step(model.params, grads)
         t_train += time.perf_counter() - t0
@@ -378,9 +380,17 @@ def temperature_sweep(model: CharRNN, prime: str, temperatures: list[float], len
     return "\n".join(parts)
 
 
-# must match to resume; free: max_seconds, the comparison and the sampling keys (max_steps: in the key too)
-RESUME_KEYS = ("hidden_size", "num_layers", "dtype", "blas_threads", "seq_length", "batch_size", "optimizer", "lr",
-               "momentum", "clip", "loss_smoothing", "log_interval", "eval_interval", "eval_chars", "checkpoint_every")
+# The only char_rnn_numpy keys that may differ between a run and its resume; every other key
+# must match (genlab.params.resume_key). max_steps is checked by `train` itself; the comparison
+# and the sampling keys are used after training.
+RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "compare_lr", "compare_steps", "compare_max_seconds",
+                     "prime", "temperature", "length", "sweep_temperatures", "sweep_length")
+
+
+def params_key(cfg: CharRNNNumpyParams) -> dict[str, Any]:
+    """The config values a resume checkpoint must share with this run: all but RESUME_MAY_CHANGE
+    (named apart from :func:`train`'s ``resume_key`` argument, which this becomes)."""
+    return params_resume_key(cfg, RESUME_MAY_CHANGE)
 
 
 def run_char_rnn_numpy(
@@ -392,7 +402,7 @@ def run_char_rnn_numpy(
         try:
             vocab.encode(cfg.prime)  # fail before training, not after
         except ValueError as exc:
-            raise ValueError(f"char_rnn_numpy.prime {cfg.prime!r}: {exc}") from None
+            raise InputError(f"char_rnn_numpy.prime {cfg.prime!r}: {exc}") from None
     with blas_threads(cfg.blas_threads):
         return _run(train_ids, val_ids, vocab, cfg, seed, resume_path, data_fingerprint)
 
@@ -409,7 +419,7 @@ def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNum
                 eval_chars=cfg.eval_chars, log_interval=cfg.log_interval, loss_smoothing=cfg.loss_smoothing,
                 resume_path=resume_path, checkpoint_every=cfg.checkpoint_every,
                 resume_key={"seed": seed, "data": data_fingerprint,
-                            **{k: v for k, v in cfg.model_dump(mode="json").items() if k in RESUME_KEYS}})
+                            **params_key(cfg)})
     final = res.val_history[-1]
     metrics = {
         "char_rnn_numpy/val_loss": final["val_loss"],

@@ -11,6 +11,8 @@ import argparse
 import importlib
 import sys
 
+from genlab.errors import first_line
+
 # name -> module implementing it
 COMMANDS: dict[str, str] = {name: f"genlab.cli.{name}" for name in
                              ("evaluate", "text", "sample", "traverse", "serve", "study", "photos", "clean", "preset")}
@@ -45,7 +47,7 @@ def one_line_error(exc: BaseException) -> str:
             msg = err["msg"][:1].lower() + err["msg"][1:]
             parts.append(f"{name}: {msg}" + (f", got {err['input']!r}" if "input" in err else ""))
         return "; ".join(parts)
-    return next((line.strip() for line in str(exc).splitlines() if line.strip()), type(exc).__name__)
+    return first_line(exc)
 
 
 def main(argv: list[str] | None = None) -> int:

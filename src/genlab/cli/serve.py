@@ -12,6 +12,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from genlab.errors import first_line
+
 HELP = "serve a web page and JSON API to sample the trained generators: genlab serve --port 8000"
 
 
@@ -61,7 +63,7 @@ def load_uri(uri: str, device: object = "cpu"):
         local = Path(mlflow.artifacts.download_artifacts(uri, tracking_uri=tracking_uri()))
         meta = Model.load(str(local / "MLmodel"))
     except Exception as exc:  # noqa: BLE001 - MLflow raises many kinds for a bad URI
-        raise RuntimeError(f"cannot load MLflow model {uri}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+        raise RuntimeError(f"cannot load MLflow model {uri}: {first_line(exc, typed=True)}") from None
     checkpoint = (((meta.flavors.get("python_function") or {}).get("artifacts") or {}).get("checkpoint") or {}).get("path")
     if (meta.metadata or {}).get("genlab_family") != "generator" or not checkpoint:
         raise ValueError(f"{uri} is not a genlab generator model (a GAN or VAE logged by train_gan/train_vae)")

@@ -16,10 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from genlab.errors import GenlabError, first_line
 from genlab.runtime import describe_write_error
 
 
-class ImageArrayError(ValueError):
+class ImageArrayError(GenlabError, ValueError):
     """An images file that is not uint8 (N, C, H, W) with C in {1, 3}."""
 
 
@@ -40,7 +41,7 @@ def check_images(images: np.ndarray, name: str = "images", channels: int | None 
     return images
 
 
-class PreparedDataError(ValueError):
+class PreparedDataError(GenlabError, ValueError):
     """A prepared data folder that is missing, truncated, corrupted or out of step with its
     meta.json; the message names the file and the command that restores it."""
 
@@ -75,7 +76,7 @@ def read_npy(path: str | Path, accepted: str = ".npy") -> np.ndarray:
             raise ImageArrayError(f"{path}: holds Python objects (pickled data), which genlab does not load") from None
         if "fully written" in msg or "could only read" in msg or "cannot reshape" in msg:
             raise ImageArrayError(f"{path}: truncated ({msg.split('.')[0]})") from None
-        raise ImageArrayError(f"{path}: not a readable .npy file ({msg.splitlines()[0]})") from None
+        raise ImageArrayError(f"{path}: not a readable .npy file ({first_line(exc)})") from None
     except (OSError, EOFError) as exc:  # a header cut short
         raise ImageArrayError(f"{path}: truncated or corrupted ({exc})") from None
 
@@ -97,7 +98,7 @@ def load_images(path: str | Path, channels: int | None = None) -> np.ndarray:
     except ImageArrayError:
         raise
     except Exception as exc:  # noqa: BLE001 - zipfile and numpy raise many kinds for a bad archive
-        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        cause = first_line(exc)
         if "allow_pickle" in cause or "Object arrays" in cause:
             cause = "it holds Python objects (pickled data), which genlab does not load"
         raise ImageArrayError(f"{path}: not a readable .npz file: {cause}") from None

@@ -8,10 +8,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from genlab.errors import GenlabError
 from genlab.runtime import atomic_path, progress, sha256_file
 
 
-class SourceUnavailable(RuntimeError):
+class SourceUnavailable(GenlabError, RuntimeError):
     """A data source could not be fetched; the message names the source, the cause and the
     offline alternatives."""
 

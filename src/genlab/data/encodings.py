@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import codecs
 
+from genlab.errors import GenlabError, InputError
+
 # candidates that only a byte-order mark may choose: without one, any even-length byte string
 # "decodes" as UTF-16 into CJK characters
 _BOM_ONLY = ("utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le")
@@ -26,7 +28,7 @@ MAX_CONTROL_SHARE = 0.01
 PREFERRED = "cp1252"
 
 
-class TextEncodingError(ValueError):
+class TextEncodingError(GenlabError, ValueError):
     """The bytes are not text in the asked (or any detected) encoding; the message is one line."""
 
 
@@ -37,7 +39,7 @@ def check_encoding_name(name: str) -> str:
     try:
         codecs.lookup(name)
     except LookupError:
-        raise ValueError(f"unknown text encoding {name!r} (allowed: auto, or a Python codec name "
+        raise InputError(f"unknown text encoding {name!r} (allowed: auto, or a Python codec name "
                          "such as utf-8, cp1252, latin-1, mac_roman)") from None
     return name
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genlab.errors import GenlabError
+
 _DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CODES = {np.dtype(v).newbyteorder(">").str: k for k, v in _DTYPES.items()}
 
@@ -20,7 +22,7 @@ _CODES = {np.dtype(v).newbyteorder(">").str: k for k, v in _DTYPES.items()}
 _SPLIT_PREFIX = {"train": ("train",), "test": ("t10k", "test")}
 
 
-class IdxError(ValueError):
+class IdxError(GenlabError, ValueError):
     """A file that is not a well-formed IDX file, or a folder without the expected files."""
 
 

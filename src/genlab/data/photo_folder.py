@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from genlab.data.download import SourceUnavailable
+
 # skimage.data loaders of the colour photographs bundled with the package (no download)
 PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "motorcycle_left", "motorcycle_right")
 MIN_CROP_FRACTION = 0.35  # crop side as a fraction of the photo's shorter side: large enough to show objects
@@ -32,7 +34,7 @@ def load_photos() -> dict[str, np.ndarray]:
     try:
         from skimage import data
     except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-        raise RuntimeError("the photo folder needs scikit-image: pip install 'genlab[photos]' "
+        raise SourceUnavailable("the photo folder needs scikit-image: pip install 'genlab[photos]' "
                            "(or pip install scikit-image)") from exc
     out: dict[str, np.ndarray] = {}
     left, right, _ = data.stereo_motorcycle()

@@ -8,8 +8,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from genlab.errors import GenlabError
 
-class ImageSourceError(ValueError):
+
+class ImageSourceError(GenlabError, ValueError):
     """Local image data that cannot be used (bad IDX files, an empty folder, unreadable images)."""
 
 

@@ -29,6 +29,7 @@ from typing import Literal
 import numpy as np
 from pydantic import Field, field_validator
 
+from genlab.errors import InputError
 from genlab.data.arrays import PreparedDataError, atomic_folder, load_meta, read_prepared, restore_hint
 from genlab.data.download import OFFLINE_TEXT, fetch
 from genlab.data.encodings import TextEncodingError, check_encoding_name, decode_text
@@ -96,7 +97,7 @@ class Vocab:
         """`text` -> int64 ids of shape (len(text),); a ValueError names every unknown character."""
         missing = self.unknown(text)
         if missing:
-            raise ValueError(
+            raise InputError(
                 f"{len(missing)} character(s) not in the vocabulary: {', '.join(repr(c) for c in missing)} "
                 f"(the vocabulary has {self.size} characters: {''.join(self.chars)!r})"
             )
@@ -119,7 +120,7 @@ class Vocab:
         if isinstance(obj, (str, Path)):
             obj = json.loads(Path(obj).read_text())
         if not isinstance(obj, dict) or not isinstance(obj.get("chars"), list):
-            raise ValueError('a vocabulary must be {"chars": [...]}')
+            raise InputError('a vocabulary must be {"chars": [...]}')
         return cls(obj["chars"])
 
 
@@ -182,7 +183,7 @@ class PrepareTextParams(StrictModel):
             return v
         if v.startswith("path:") and len(v) > len("path:"):
             return v
-        raise ValueError(f"unknown text source {v!r} (allowed: {', '.join(SOURCES)})")
+        raise InputError(f"unknown text source {v!r} (allowed: {', '.join(SOURCES)})")
 
 
 def load_source(source: str, root: str | Path = "~/.cache/genlab/downloads",
@@ -209,7 +210,7 @@ def load_source(source: str, root: str | Path = "~/.cache/genlab/downloads",
             return decode_text(path.read_bytes(), encoding)
         except TextEncodingError as exc:
             raise TextEncodingError(f"text source {source!r}: {path} {exc}") from None
-    raise ValueError(f"unknown text source {source!r} (allowed: {', '.join(SOURCES)})")
+    raise InputError(f"unknown text source {source!r} (allowed: {', '.join(SOURCES)})")
 
 
 def read_source(source: str, root: str | Path = "~/.cache/genlab/downloads", encoding: str = "auto") -> str:
@@ -228,7 +229,7 @@ def _build_corpus(cfg: PrepareTextParams) -> tuple[str, str]:
     if cfg.max_chars is not None:
         text = text[: cfg.max_chars]
     if len(text) < cfg.min_chars:
-        raise ValueError(
+        raise InputError(
             f"text source {cfg.source!r} gives {len(text)} characters after folding to ASCII"
             f"{' and max_chars' if cfg.max_chars is not None else ''}; at least min_chars={cfg.min_chars} "
             "are needed to train on whole sequences"

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from genlab.errors import StageError
 from genlab.data.arrays import ImageArrayError, check_images
 from genlab.models.classifier import Classifier, load as load_classifier
 
@@ -259,5 +260,5 @@ def evaluate_images(
             raise ValueError(f"labels: expected shape ({len(images)},), got {labels.shape}")
         out["accuracy"] = float((preds == labels).mean())
     if not all(math.isfinite(v) for v in out.values() if isinstance(v, float)):
-        raise RuntimeError(f"evaluation produced a non-finite number: {out}")
+        raise StageError(f"evaluation produced a non-finite number: {out}")
     return out

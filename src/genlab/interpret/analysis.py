@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from pydantic import Field, field_validator
 
+from genlab.errors import InputError
 from genlab.data.arrays import load_meta, load_split
 from genlab.interpret import arithmetic, probe, saliency
 from genlab.interpret.discriminator import forward_logits, randomly_initialised
@@ -52,7 +53,7 @@ class InterpretParams(StrictModel):
     def _known_attributes(cls, v: list[str]) -> list[str]:
         bad = [a for a in v if a not in arithmetic.MEASURES]
         if bad:
-            raise ValueError(f"unknown attribute {', '.join(bad)}; allowed: {', '.join(arithmetic.MEASURES)}")
+            raise InputError(f"unknown attribute {', '.join(bad)}; allowed: {', '.join(arithmetic.MEASURES)}")
         return v
 
 
@@ -179,7 +180,7 @@ def interpret(cfg: InterpretParams, *, seed: int, device: torch.device | str, ga
     x_test, y_test = load_split(data_dir, "test")
     class_names = [str(c) for c in load_meta(data_dir).get("class_names") or range(int(y_train.max()) + 1)]
     if tuple(x_test.shape[1:]) != tuple(gen.image_shape):
-        raise ValueError(f"the GAN makes {gen.image_shape} images but {data_dir} holds {tuple(x_test.shape[1:])}")
+        raise InputError(f"the GAN makes {gen.image_shape} images but {data_dir} holds {tuple(x_test.shape[1:])}")
     metrics: dict[str, Any] = {}
     log("interpret: saliency maps")
     metrics["saliency"] = saliency_section(disc, gen, x_test, y_test, cfg, seed=seed, device=device, out_dir=out_dir)

@@ -27,6 +27,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from genlab.errors import InputError
+
 LUMA = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601
 ATTRIBUTES = ("ink", "slant")
 
@@ -96,7 +98,7 @@ def attribute_arithmetic(
     "after" and the groups are on one scale. Targets: the pool's "low" latents of class
     `target_class` (its own bottom `quantile` when fewer than `n_show` of them are low)."""
     if attribute not in MEASURES:
-        raise ValueError(f"unknown attribute {attribute!r}; choose one of {', '.join(MEASURES)}")
+        raise InputError(f"unknown attribute {attribute!r}; choose one of {', '.join(MEASURES)}")
     measure = MEASURES[attribute]
     if pool_images is None:
         pool_images = _decode_batches(decode, z)
@@ -112,7 +114,7 @@ def attribute_arithmetic(
         own = in_class[np.argsort(measured[in_class], kind="stable")]
         targets = own[: max(n_show, int(round(quantile * len(own))))]
     if len(targets) == 0:
-        raise ValueError(f"no sample of class {class_names[target_class]!r} in the pool of {n}")
+        raise InputError(f"no sample of class {class_names[target_class]!r} in the pool of {n}")
     before_img = _decode_batches(decode, z[targets])
     after_img = _decode_batches(decode, z[targets] + direction)
     before, after = measure(before_img), measure(after_img)

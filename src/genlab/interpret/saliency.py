@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from genlab.errors import InputError
 from genlab.interpret.discriminator import ACTIVATIONS, attribution_copy, forward_logits, last_conv, last_spatial_conv
 
 TARGETS = {"real": 1.0, "fake": -1.0}
@@ -51,7 +52,7 @@ def grad_cam(disc: nn.Module, x: torch.Tensor, target: str = "real", labels: tor
     if layer is None:
         layer = last_spatial_conv(d, x[:1], labels[:1] if labels is not None else None)
     if layer is None:
-        raise ValueError("Grad-CAM needs a convolutional discriminator (this one has no nn.Conv2d)")
+        raise InputError("Grad-CAM needs a convolutional discriminator (this one has no nn.Conv2d)")
     if not any(m is layer for m in d.modules()):  # a layer of the original: find its twin in the copy
         idx = [i for i, m in enumerate(disc.modules()) if m is layer][0]
         layer = list(d.modules())[idx]

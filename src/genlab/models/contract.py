@@ -28,11 +28,12 @@ import torch
 from torch import nn
 
 from genlab.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from genlab.errors import GenlabError, first_line
 
 C = TypeVar("C", bound="ModelConfig")
 
 
-class ConfigError(ValueError):
+class ConfigError(GenlabError, ValueError):
     """A model config value that cannot build a model. ``key`` is the config field's name."""
 
     def __init__(self, key: str, message: str):
@@ -173,6 +174,5 @@ def load_model(path: str | Path, kind: str, config_cls: type[C], build: Callable
         for key, pick in state_keys.items():
             pick(built).load_state_dict(ckpt[key])
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"checkpoint {path} does not hold a valid {kind} model: {first}") from None
+        raise CheckpointError(f"checkpoint {path} does not hold a valid {kind} model: {first_line(exc)}") from None
     return built, ckpt

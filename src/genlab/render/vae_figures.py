@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from genlab.errors import InputError
 from genlab.generate import decode_uint8  # noqa: E402
 from genlab.grids import save_grid  # noqa: E402
 from genlab.runtime import save_figure  # noqa: E402
@@ -84,7 +85,7 @@ def plot_manifold(model: Any, path: Path, steps: int = 20, label: int | None = N
     nearest-neighbour upscaled by `scale`), of the decoded :func:`manifold_latents`; a
     conditional model decodes every cell with class `label` (default 0)."""
     if model.z_dim != 2:
-        raise ValueError(f"the manifold needs a 2-D latent space, the model has z_dim {model.z_dim}")
+        raise InputError(f"the manifold needs a 2-D latent space, the model has z_dim {model.z_dim}")
     model.eval()
     z = manifold_latents(steps)
     labels = torch.full((z.shape[0],), label or 0, dtype=torch.long) if model.conditional else None

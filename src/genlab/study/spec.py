@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from genlab.errors import first_line
 from genlab.params import ParamsError, StrictModel, read_params, validate_section
 
 STUDY_SEPARATOR = "--"  # experiment name = <study>--<candidate> (genlab.tracking tags runs from it)
@@ -242,4 +243,4 @@ def check_candidates(candidates: list[Candidate], params: dict[str, Any], source
                 elif section in CommonParams.model_fields:
                     validate_section({k: merged[k] for k in CommonParams.model_fields if k in merged}, "", CommonParams, source=where)
             except ParamsError as exc:
-                raise ParamsError(str(exc).splitlines()[0]) from None
+                raise ParamsError(first_line(exc)) from None

@@ -21,9 +21,11 @@ import numpy as np
 import torch
 from pydantic import Field, model_validator
 
+from genlab.errors import InputError, TrainingDiverged
 from genlab.models import char_rnn as char_rnn_model
 from genlab.models.char_rnn import CharRNN
 from genlab.params import ModelSection, model_section
+from genlab.params import resume_key as params_resume_key
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
@@ -58,7 +60,7 @@ class _CharRNNTrainParams(ModelSection):
     @model_validator(mode="after")
     def _check(self) -> "_CharRNNTrainParams":
         if any(not (t > 0) for t in self.sweep_temperatures):
-            raise ValueError(f"sweep_temperatures must all be > 0, got {self.sweep_temperatures}")
+            raise InputError(f"sweep_temperatures must all be > 0, got {self.sweep_temperatures}")
         return self
 
     def model_config_for_data(self, vocab_size: int) -> char_rnn_model.Config:
@@ -67,11 +69,17 @@ class _CharRNNTrainParams(ModelSection):
 
 CharRNNParams = model_section("CharRNNParams", char_rnn_model.Config, _CharRNNTrainParams, section="char_rnn",
                               exclude=("vocab_size",), data_key_paths={"vocab_size": "prepare_text.source"})
-MODEL_KEYS = tuple(k for k in CharRNNParams.model_fields if k not in _CharRNNTrainParams.model_fields)
-# must match to resume; free: max_steps (a run may be extended; included with the cosine
-# schedule, which it sets), max_seconds, log_every, checkpoint_every and the sampling keys
-RESUME_KEYS = MODEL_KEYS + ("seq_len", "batch_size", "lr", "weight_decay", "grad_clip", "lr_schedule", "eval_interval",
-                            "eval_chars", "eval_streams", "amp", "threads")
+# The only char_rnn keys that may differ between a run and its resume (genlab.params.resume_key):
+# max_steps (a run may be extended; not with the cosine schedule, which it sets), max_seconds,
+# log_every, checkpoint_every and the sampling keys (used after training).
+RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "log_every", "checkpoint_every",
+                     "prime", "temperature", "length", "sweep_temperatures", "sweep_length")
+
+
+def resume_key(cfg: Any) -> dict[str, Any]:
+    """The config values a resume checkpoint must share with this run: all but RESUME_MAY_CHANGE."""
+    cosine = cfg.lr_schedule == "cosine"
+    return params_resume_key(cfg, [k for k in RESUME_MAY_CHANGE if not (k == "max_steps" and cosine)])
 
 
 @dataclass
@@ -199,10 +207,10 @@ def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: li
     need = cfg.seq_len + 2
     for name, ids in (("train", train_ids), ("val", val_ids)):
         if len(ids) < need:
-            raise ValueError(f"the {name} split has {len(ids)} characters; seq_len={cfg.seq_len} needs at least {need}")
+            raise InputError(f"the {name} split has {len(ids)} characters; seq_len={cfg.seq_len} needs at least {need}")
     missing = [c for c in dict.fromkeys(cfg.prime) if c not in set(vocab_chars)]
     if missing:  # fail before training, not after it
-        raise ValueError(f"char_rnn.prime {cfg.prime!r} has characters not in the corpus vocabulary: "
+        raise InputError(f"char_rnn.prime {cfg.prime!r} has characters not in the corpus vocabulary: "
                          f"{', '.join(map(repr, missing))}")
     if device.type == "cuda":
         torch.set_float32_matmul_precision("high")  # TF32 for the float32 recurrence
@@ -214,8 +222,7 @@ def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: li
     batch = min(cfg.batch_size, n_windows)
     log(f"char_rnn: {cfg.layers}-layer {cfg.cell.upper()} hidden {cfg.hidden}, {model.num_parameters():,} parameters, "
         f"{len(train_ids):,} train / {len(val_ids):,} val chars, device {device}")
-    values = cfg.model_dump(mode="json")
-    key = {k: values[k] for k in RESUME_KEYS + (("max_steps",) if cfg.lr_schedule == "cosine" else ())}
+    key = resume_key(cfg)
     trainer = CharRNNStep(cfg, model, train_t, val_t, seed)
     loop = Loop(LoopConfig(
         name="char_rnn", n_items=n_windows, batch_size=batch, epochs=math.ceil(cfg.max_steps / (n_windows // batch)),
@@ -225,7 +232,7 @@ def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: li
     ), trainer)
     res = loop.run()
     if trainer.best_state is None:
-        raise RuntimeError("char_rnn: validation loss was never finite (training diverged): "
+        raise TrainingDiverged("char_rnn: validation loss was never finite (training diverged): "
                            "lower char_rnn.lr or char_rnn.grad_clip")
     model.load_state_dict(trainer.best_state)
     final = evaluate(model, val_t, cfg.seq_len, cfg.eval_streams, None, device, loop.autocast())

@@ -19,9 +19,11 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
+from genlab.errors import InputError
 from genlab.models import classifier as classifier_model
 from genlab.models.classifier import Classifier, classification_loss
 from genlab.params import ModelSection, model_section
+from genlab.params import resume_key as params_resume_key
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule
 
@@ -60,11 +62,14 @@ _DATA_KEYS = ("in_channels", "image_size", "num_classes", "class_names")
 DATA_KEY_PATHS = {"in_channels": "prepare_images.channels", "image_size": "prepare_images.image_size"}
 ClassifierParams = model_section("ClassifierParams", classifier_model.Config, _ClassifierTrainParams,
                                  section="classifier", exclude=_DATA_KEYS, data_key_paths=DATA_KEY_PATHS)
-MODEL_KEYS = tuple(k for k in ClassifierParams.model_fields if k not in _ClassifierTrainParams.model_fields)
-# must match to resume (everything that changes what is computed; epochs sets the schedule);
-# free: eval_batch_size, log_every, checkpoint_every
-RESUME_KEYS = MODEL_KEYS + ("optimizer", "lr", "momentum", "weight_decay", "schedule", "epochs", "batch_size", "augment",
-                            "max_shift", "max_rotate", "label_smoothing", "outlier_exposure", "outlier_weight", "amp")
+# The only classifier keys that may differ between a run and its resume; every other key must
+# match (genlab.params.resume_key), epochs too: it sets the schedule.
+RESUME_MAY_CHANGE = ("eval_batch_size", "log_every", "checkpoint_every")
+
+
+def resume_key(cfg: Any) -> dict[str, Any]:
+    """The config values a resume checkpoint must share with this run: all but RESUME_MAY_CHANGE."""
+    return params_resume_key(cfg, RESUME_MAY_CHANGE)
 
 
 @dataclass
@@ -228,18 +233,17 @@ def train_classifier(
     device = torch.device(device)
     n, c, h, w = train_images.shape
     if h != w:
-        raise ValueError(f"classifier: expects square images, got {h}x{w}")
+        raise InputError(f"classifier: expects square images, got {h}x{w}")
     if test_images.shape[1:] != train_images.shape[1:]:
-        raise ValueError(f"classifier: test images {test_images.shape[1:]} differ from train images {train_images.shape[1:]}")
+        raise InputError(f"classifier: test images {test_images.shape[1:]} differ from train images {train_images.shape[1:]}")
     num_classes = len(class_names) if class_names else int(max(train_labels.max(), test_labels.max())) + 1
     mcfg = cfg.model_config_for_data(c, h, list(class_names or [str(i) for i in range(num_classes)]))
     torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = classifier_model.build(mcfg).to(device)
-    values = cfg.model_dump(mode="json")
     loop_cfg = LoopConfig(
         name="classifier", n_items=n, batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed, device=device,
         amp=cfg.amp, drop_last=False, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
-        resume_path=resume_path, resume_key={k: values[k] for k in RESUME_KEYS}, data_fingerprint=data_fingerprint,
+        resume_path=resume_path, resume_key=resume_key(cfg), data_fingerprint=data_fingerprint,
     )
     # data resident on the device as uint8 tensors, converted to float per batch
     x_train, x_test = _as_tensor(train_images, device), _as_tensor(test_images, device)

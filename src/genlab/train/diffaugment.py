@@ -24,6 +24,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from genlab.errors import InputError
+
 TRANSLATION_RATIO = 1 / 8  # largest shift as a fraction of the side (the reference's)
 CUTOUT_RATIO = 1 / 2  # cutout side as a fraction of the image side (the reference's)
 
@@ -84,7 +86,7 @@ def parse_policy(policy: str) -> tuple[str, ...]:
     names = tuple(p.strip() for p in policy.split(",") if p.strip())
     bad = [p for p in names if p not in OPS]
     if bad:
-        raise ValueError(f"unknown DiffAugment op {bad[0]!r}; allowed: {', '.join(OPS)} (comma-separated), or '' for none")
+        raise InputError(f"unknown DiffAugment op {bad[0]!r}; allowed: {', '.join(OPS)} (comma-separated), or '' for none")
     return names
 
 

@@ -28,6 +28,7 @@ from genlab.models.contract import ConfigError
 from genlab.models.gan import Discriminator, Generator, discriminator_accuracy, discriminator_loss, generator_loss
 from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
+from genlab.params import resume_key as params_resume_key
 from genlab.grids import make_grid, save_image
 from genlab.train.diffaugment import diff_augment, parse_policy
 from genlab.train.loop import Loop, LoopConfig, StepModule
@@ -97,16 +98,11 @@ DATA_KEY_PATHS = {"image_size": "prepare_images.image_size", "channels": "prepar
                   "num_classes": "gan.conditional"}
 GanParams = model_section("GanParams", gan_model.Config, _GanTrainParams, section="gan", exclude=_DATA_KEYS,
                           data_key_paths=DATA_KEY_PATHS)
-MODEL_KEYS = tuple(k for k in GanParams.model_fields if k not in _GanTrainParams.model_fields)
-# Keys that must match for a run to resume from a checkpoint (nanoGPT-style whitelist): every
-# model key, and every training key that changes what is computed or drawn. Free to differ:
-# epochs (a run may be extended; included when instance noise decays over the whole run),
-# checkpoint_every and compile (same numbers either way).
-RESUME_KEYS = MODEL_KEYS + ("loss", "conditional", "batch_size", "lr", "lr_d", "lr_g", "optimizer", "beta1", "beta2",
-                            "momentum", "schedule",
-                            "decay_fraction", "limit",
-                            "label_smoothing", "instance_noise", "label_flip", "ema", "sample_every", "n_samples", "video_every",
-                            "log_every", "amp", "channels_last", "diffaugment", "sample_every_images", "recal_samples")
+# The only gan keys that may differ between a run and its resume; every other key must match
+# (genlab.params.resume_key). epochs and images: a run may be extended, unless something decays over the
+# whole run (instance noise, the linear schedule); the rest is bookkeeping, grids (drawn from
+# their own fixed noise) and compilation, which change no trained number.
+RESUME_MAY_CHANGE = ("epochs", "images", "log_every", "checkpoint_every", "sample_every", "n_samples", "compile")
 
 
 @dataclass
@@ -122,7 +118,9 @@ class GanResult:
     frames: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (images seen, uint8 (H, W, C)) video frames
 
 
-def data_fingerprint(images: np.ndarray, labels: np.ndarray | None) -> str:
+def array_fingerprint(images: np.ndarray, labels: np.ndarray | None) -> str:
+    """sha256 of the training arrays themselves (shape, pixels, labels), for the resume key; not
+    :func:`genlab.tracking.data_fingerprint`, the hash of a data stage's meta.json."""
     h = hashlib.sha256()
     h.update(str(images.shape).encode())
     h.update(np.ascontiguousarray(images).data)
@@ -365,11 +363,9 @@ def budget_epochs(cfg: Any, n_images: int, batch: int, steps_per_epoch: int) -> 
 
 
 def resume_key(cfg: Any) -> dict[str, Any]:
-    """The whitelisted config values a resume checkpoint must share with this run."""
-    values = cfg.model_dump(mode="json")
-    # a run may be extended (more epochs or images) unless something decays over the whole run
-    keys = RESUME_KEYS + (("epochs", "images") if cfg.instance_noise or cfg.schedule != "constant" else ())
-    return {k: values[k] for k in keys}
+    """The config values a resume checkpoint must share with this run: all but RESUME_MAY_CHANGE."""
+    decays = cfg.instance_noise or cfg.schedule != "constant"
+    return params_resume_key(cfg, [k for k in RESUME_MAY_CHANGE if not (k in ("epochs", "images") and decays)])
 
 
 def train_gan(
@@ -408,7 +404,7 @@ def train_gan(
         name="gan", n_items=n, batch_size=cfg.batch_size, epochs=epochs, seed=seed, device=device, amp=cfg.amp,
         drop_last=True,  # BatchNorm dislikes tiny last batches
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume_path=resume_path,
-        resume_key=resume_key(cfg), data_fingerprint=data_fingerprint(images, labels if num_classes else None),
+        resume_key=resume_key(cfg), data_fingerprint=array_fingerprint(images, labels if num_classes else None),
         eval_every=max(1, cfg.video_every // min(cfg.batch_size, n)) if cfg.video_every else None,  # video frames
     )
     trainer = GanStep(cfg, mcfg, data, label_data, seed=seed, grid_dir=Path(grid_dir) if grid_dir else None,

@@ -8,7 +8,8 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
 * **Full-state resume**: every ``checkpoint_every`` steps and at each epoch end the loop writes
   modules, optimizers, schedulers, every RNG (python, numpy, torch, CUDA, and the trainer's
   own generators), the history, the step and the trainer's extra state, atomically. A new run
-  whose resume key (the trainer's whitelist of config values, plus seed, device, precision and
+  whose resume key (every setting of the trainer's params section except its short list of
+  keys that may change, see :func:`genlab.params.resume_key`; plus seed, device, precision and
   data fingerprint) matches continues from it; on CPU it ends bit-identical to an uninterrupted
   run. A mismatch is logged with every differing key and both values, and training starts
   fresh. A finished checkpoint with the same key is restored without training.
@@ -48,14 +49,11 @@ import torch
 from torch import nn
 
 from genlab import distributed as ddp
+from genlab.errors import InputError, TrainingDiverged
 from genlab.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.runtime import log, progress
 
 RESUME_KIND = "resume"
-
-
-class TrainingDiverged(RuntimeError):
-    """A step produced a NaN or Inf; the message names the epoch and step."""
 
 
 def epoch_permutation(n: int, seed: int, epoch: int) -> torch.Tensor:
@@ -108,7 +106,7 @@ class LoopConfig:
     checkpoint_every: int | None = None  # steps between mid-epoch resume checkpoints
     eval_every: int | None = None  # steps between on_eval calls (and at the last step)
     resume_path: str | Path | None = None
-    resume_key: dict[str, Any] = field(default_factory=dict)  # the trainer's whitelist of config values
+    resume_key: dict[str, Any] = field(default_factory=dict)  # the trainer's config values that must match (genlab.params.resume_key)
     data_fingerprint: str = ""
 
     @property
@@ -208,7 +206,7 @@ class Loop:
         if self.world > 1:
             self.key["nproc"] = self.world
             if cfg.batch % self.world:
-                raise ValueError(f"{cfg.name}.batch_size {cfg.batch} does not divide among distributed.nproc "
+                raise InputError(f"{cfg.name}.batch_size {cfg.batch} does not divide among distributed.nproc "
                                  f"{self.world} processes")
             self._sync_gradients()
         trainer.loop = self
@@ -310,7 +308,7 @@ class Loop:
         cfg, t, name = self.cfg, self.trainer, self.cfg.name
         batch, spe = cfg.batch, cfg.steps_per_epoch
         if spe < 1:
-            raise ValueError(f"{name}: {cfg.n_items} items make no batch of {batch}")
+            raise InputError(f"{name}: {cfg.n_items} items make no batch of {batch}")
         history: list[dict[str, Any]] = []
         epoch_history: list[dict[str, Any]] = []
         eval_history: list[dict[str, Any]] = []

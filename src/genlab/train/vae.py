@@ -17,10 +17,12 @@ import numpy as np
 import torch
 from pydantic import Field
 
+from genlab.errors import InputError
 from genlab.models import vae as vae_model
 from genlab.models.vae import VAE
 from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
+from genlab.params import resume_key as params_resume_key
 from genlab.render.vae_figures import reconstruction_figure
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule, TrainingDiverged
@@ -53,10 +55,16 @@ class _VaeTrainParams(ModelSection):
 DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "vae.conditional"}
 VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, section="vae",
                           exclude=("image_shape", "num_classes"), data_key_paths=DATA_KEY_PATHS)
-MODEL_KEYS = tuple(k for k in VaeParams.model_fields if k not in _VaeTrainParams.model_fields)
-# must match to resume; free: epochs (a run may be extended; included with a schedule, which it
-# sets), recon_every (figures only), log_every and checkpoint_every (bookkeeping)
-RESUME_KEYS = MODEL_KEYS + ("conditional", "beta", "lr", "lr_schedule", "batch_size", "amp")
+# The only vae keys that may differ between a run and its resume (genlab.params.resume_key):
+# epochs (a run may be extended; not with a schedule, which it sets), recon_every (figures
+# only), log_every and checkpoint_every (bookkeeping).
+RESUME_MAY_CHANGE = ("epochs", "recon_every", "log_every", "checkpoint_every")
+
+
+def resume_key(cfg: Any) -> dict[str, Any]:
+    """The config values a resume checkpoint must share with this run: all but RESUME_MAY_CHANGE."""
+    scheduled = cfg.lr_schedule != "constant"
+    return params_resume_key(cfg, [k for k in RESUME_MAY_CHANGE if not (k == "epochs" and scheduled)])
 
 
 @dataclass
@@ -146,7 +154,7 @@ class VaeStep(StepModule):
                                                                                   eta_min=cfg.lr / 10)
         elif cfg.lr_schedule == "onecycle":
             if total_steps < 8:  # torch's OneCycleLR divides by zero on a warm-up shorter than 2 steps
-                raise ValueError(f"vae.lr_schedule: onecycle needs at least 8 steps, this run has {total_steps} "
+                raise InputError(f"vae.lr_schedule: onecycle needs at least 8 steps, this run has {total_steps} "
                                  "(raise vae.epochs or lower vae.batch_size)")
             self.schedulers["sched"] = torch.optim.lr_scheduler.OneCycleLR(self.opt, max_lr=cfg.lr, total_steps=total_steps,
                                                                            pct_start=0.25)
@@ -203,13 +211,12 @@ def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str 
     NaN/Inf loss, leaving the last good resume checkpoint in place."""
     device = torch.device(device)
     if data.train_images.shape[0] < 2:
-        raise ValueError("vae: needs at least 2 training images")
+        raise InputError("vae: needs at least 2 training images")
     shape = tuple(int(v) for v in data.train_images.shape[1:])
     torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
     reports_dir = reports_dir if is_main_process() else None  # under DDP, rank 0 writes
-    values = cfg.model_dump(mode="json")
-    key = {k: values[k] for k in RESUME_KEYS + (("epochs",) if cfg.lr_schedule != "constant" else ())}
+    key = resume_key(cfg)
     loop_cfg = LoopConfig(
         name="vae", n_items=data.train_images.shape[0], batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed,
         device=device, amp=cfg.amp, drop_last=True, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
