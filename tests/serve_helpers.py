@@ -81,6 +81,37 @@ def start_genlab_serve(models_dir: Path, port: int, log: Path, *extra: str) -> s
     return proc
 
 
+def serve_answers(models_dir: Path, image_shape: tuple[int, int, int], log: Path) -> dict[str, Any]:
+    """Start `genlab serve` over a pipeline's models/ (as a user would after `dvc repro`), ask
+    it for two seeds' samples, check their PNGs have `image_shape` and differ by seed, stop it.
+    Returns /api/models' answer."""
+    import base64
+    import io
+
+    from PIL import Image
+
+    port = free_port()
+    proc = start_genlab_serve(models_dir, port, log)
+    try:
+        status, body = http_json(f"http://127.0.0.1:{port}/api/models")
+        assert status == 200 and body["models"], body
+        c, h, w = image_shape
+        for m in body["models"]:
+            assert m["image_shape"] == [c, h, w], m
+            images = []
+            for seed in (1, 2):
+                status, got = http_json(f"http://127.0.0.1:{port}/api/sample?model={m['name']}&seed={seed}&count=4")
+                assert status == 200, got
+                images.append(got["images"])
+            for b64 in images[0] + images[1]:
+                with Image.open(io.BytesIO(base64.b64decode(b64))) as img:
+                    assert img.size == (w, h) and img.mode == ("RGB" if c == 3 else "L"), (img.size, img.mode)
+            assert images[0] != images[1], m["name"]
+        return body
+    finally:
+        stop(proc)
+
+
 def start_mlflow_serve(model_uri: str, port: int, log: Path, env: dict[str, str]) -> subprocess.Popen:
     """`mlflow models serve --env-manager local` on 127.0.0.1:`port`; returns at once (then wait_http /ping)."""
     exe = Path(sys.executable).with_name("mlflow")
