@@ -102,7 +102,8 @@ GanParams = model_section("GanParams", gan_model.Config, _GanTrainParams, sectio
 # (genlab.params.resume_key). epochs and images: a run may be extended, unless something decays over the
 # whole run (instance noise, the linear schedule); the rest is bookkeeping, grids (drawn from
 # their own fixed noise) and compilation, which change no trained number.
-RESUME_MAY_CHANGE = ("epochs", "images", "log_every", "checkpoint_every", "sample_every", "n_samples", "compile")
+RESUME_MAY_CHANGE = ("epochs", "images", "log_every", "checkpoint_every", "sample_every", "n_samples", "video_fps",
+                     "compile")
 
 
 @dataclass
