@@ -6,7 +6,7 @@ from pathlib import Path
 
 from genlab.data.arrays import load_meta, load_split
 from genlab.models import vae as vae_model
-from genlab.render.vae_figures import write_figures
+from genlab.render.vae_figures import reconstruction_figure, write_figures
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
@@ -28,7 +28,10 @@ def main() -> int:
     num_classes = max(len(class_names or []), int(max(train_y.max(), test_y.max())) + 1)
     data = VaeData(train_x, train_y, test_x, test_y, num_classes, data_fingerprint(DATA / "meta.json"))
     device = resolve_device(common.device)
-    run = train_vae(cfg, data, seed=common.seed, device=device, resume_path=RESUME, reports_dir=REPORTS)
+    def draw(epoch: int, images, reconstructions) -> Path:
+        return reconstruction_figure(images, reconstructions, REPORTS / f"recon_epoch{epoch:03d}.png", f"epoch {epoch}")
+
+    run = train_vae(cfg, data, seed=common.seed, device=device, resume_path=RESUME, on_reconstruction=draw)
     if not is_main_process():
         return 0  # under DDP, rank 0 writes the outputs
     vae_model.save(CHECKPOINT, run.model, epoch=int(run.metrics["vae/epochs"]), step=int(run.metrics["vae/steps"]),

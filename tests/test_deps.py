@@ -94,15 +94,16 @@ def test_closure_follows_submodules_relative_and_lazy_imports_and_inits(tmp_path
 
 # --- layers ------------------------------------------------------------------------------------
 # genlab's top-level parts, bottom to top. A module may import its own part and parts below it,
-# never above: the base never imports a model, models never import training or rendering,
-# rendering never imports training, and no library module imports a stage script.
+# never above, nor a part of its own layer that SEPARATE keeps apart: the base never imports a
+# model, models never import training or rendering, training and rendering never import each
+# other (a trainer hands images to a hook the stage wires to rendering), and no library module
+# imports a stage script.
 LAYERS = [
     {"errors", "runtime", "params", "checkpoint", "sampling", "grids", "stage", "distributed", "clean"},
     {"data"},
     {"models", "char_rnn_numpy"},
     {"generate"},
-    {"render", "evaluate", "interpret"},
-    {"train"},
+    {"render", "evaluate", "interpret", "train"},
     # entry points and sinks: tracking logs trained models as servable MLflow models (serve)
     {"sections", "check_params", "cli", "serve", "tracking", "study", "pipeline_deps", "presets"},
 ]
@@ -112,8 +113,20 @@ def _part(module: str) -> str:
     return module.split(".")[1] if module.count(".") else ""
 
 
+# parts of one layer that must not import each other, either way
+SEPARATE = [{"train"}, {"render", "evaluate", "interpret"}]
+
+
 def _rank(part: str) -> int | None:
     return next((i for i, layer in enumerate(LAYERS) if part in layer), None)
+
+
+def _may_import(src: str, dst: str) -> bool:
+    """Whether genlab part `src` may import part `dst` (both ranked)."""
+    if _rank(dst) > _rank(src):
+        return False
+    group = [next((i for i, g in enumerate(SEPARATE) if part in g), None) for part in (src, dst)]
+    return None in group or group[0] == group[1]
 
 
 def test_library_imports_point_down_the_layers():
@@ -135,15 +148,34 @@ def test_library_imports_point_down_the_layers():
                 continue
             if _rank(dst) is None:
                 unranked.add(dst)
-            elif _rank(dst) > _rank(src):
+            elif not _may_import(src, dst):
                 upward.append(f"{module} imports {target}")
     assert not unranked, f"add these parts of genlab to LAYERS in tests/test_deps.py: {sorted(unranked)}"
     assert not upward, "imports up the layers:\n" + "\n".join(upward)
 
 
-@pytest.mark.parametrize(("src", "dst"), [("generate", "render"), ("render", "train"), ("models", "train"), ("data", "models")])
+@pytest.mark.parametrize(("src", "dst"), [("generate", "render"), ("render", "train"), ("train", "render"),
+                                        ("train", "evaluate"), ("models", "train"), ("data", "models")])
 def test_layer_rule_forbids(src, dst):
-    assert _rank(dst) > _rank(src)
+    assert not _may_import(src, dst)
+
+
+@pytest.mark.parametrize(("src", "dst"), [("train", "models"), ("render", "generate"), ("render", "evaluate"),
+                                        ("cli", "train"), ("tracking", "serve")])
+def test_layer_rule_allows(src, dst):
+    assert _may_import(src, dst)
+
+
+def test_a_trainer_importing_rendering_fails_the_layer_rule(tmp_path, monkeypatch):
+    """The check itself, on a copy of the package where train/vae.py draws its own figures."""
+    import test_deps
+
+    root = _copy_repo(tmp_path)
+    vae = root / "src/genlab/train/vae.py"
+    vae.write_text(vae.read_text() + "\n\ndef _draw():\n    from genlab.render.vae_figures import reconstruction_figure\n")
+    monkeypatch.setattr(test_deps, "ROOT", root)
+    with pytest.raises(AssertionError, match="genlab.train.vae imports genlab.render.vae_figures"):
+        test_library_imports_point_down_the_layers()
 
 
 def _module_graph() -> dict[str, set[str]]:

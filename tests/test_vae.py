@@ -15,7 +15,7 @@ from conftest import run_stage, tiny_params
 from genlab.models.vae import VAE, bernoulli_nll, gaussian_kl, gaussian_nll, reparameterize
 from genlab.models.vae import Config as VAEConfig
 from genlab.models.vae import load as load_vae
-from genlab.render.vae_figures import write_figures
+from genlab.render.vae_figures import reconstruction_figure, write_figures
 from genlab.train.vae import TrainingDiverged, VaeData, VaeParams, train_vae
 
 
@@ -164,7 +164,14 @@ def test_loss_decreases_over_a_few_steps():
 def test_train_vae_conditional_conv_and_figures(tmp_path):
     data = tiny_data(n_train=96, n_test=40)
     params = VaeParams(arch="conv", conditional=True, epochs=1, batch_size=32)
-    run = train_vae(params, data, seed=0, reports_dir=tmp_path)
+    drawn = []
+
+    def draw(epoch, images, recon):  # the hook the stage wires to render.vae_figures
+        drawn.append((epoch, tuple(images.shape), tuple(recon.shape), 0 <= float(images.min()) < float(images.max()) <= 1))
+        return reconstruction_figure(images, recon, tmp_path / f"recon_epoch{epoch:03d}.png", f"epoch {epoch}")
+
+    run = train_vae(params, data, seed=0, on_reconstruction=draw)
+    assert drawn == [(1, (16, 1, 28, 28), (16, 1, 28, 28), True)]
     assert set(run.metrics) >= {"vae/test_loss", "vae/test_recon", "vae/test_kl"}
     assert run.metrics["vae/test_loss"] == pytest.approx(run.metrics["vae/test_recon"] + run.metrics["vae/test_kl"])
     figs = write_figures(run.model, data.test_images, data.test_labels, tmp_path, seed=0)

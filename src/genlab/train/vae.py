@@ -2,7 +2,8 @@
 
 Data stay resident on the device as uint8 tensors. At each epoch end the test negative ELBO
 (beta = 1) is measured with fixed noise, and reconstructions of fixed test images are drawn
-every ``recon_every`` epochs. Batch order, resume, precision, the NaN guard, history and
+every ``recon_every`` epochs and handed to the caller's ``on_reconstruction`` hook (the stage
+draws them with :mod:`genlab.render.vae_figures`; training imports nothing of rendering). Batch order, resume, precision, the NaN guard, history and
 timing are the loop's (:mod:`genlab.train.loop`).
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -23,13 +24,14 @@ from genlab.models.vae import VAE
 from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.params import resume_key as params_resume_key
-from genlab.render.vae_figures import reconstruction_figure
 from genlab.runtime import log
 from genlab.train.loop import Loop, LoopConfig, StepModule, TrainingDiverged
 
 __all__ = ["VaeParams", "VaeData", "VaeRun", "TrainingDiverged", "train_vae", "evaluate"]
 
 N_RECON = 16  # fixed test images shown in each reconstruction figure
+# (epoch, test images, their reconstructions) -> the figure drawn, if any
+ReconstructionHook = Callable[[int, torch.Tensor, torch.Tensor], "str | Path | None"]
 EVAL_BATCH = 1000
 
 
@@ -144,8 +146,8 @@ def reconstruct(model: VAE, x_uint8: torch.Tensor, labels: torch.Tensor) -> torc
 
 class VaeStep(StepModule):
     def __init__(self, cfg: Any, model: VAE, data: VaeData, device: torch.device, seed: int,
-                 reports_dir: Path | None, total_steps: int):
-        self.cfg, self.model, self.seed, self.reports_dir = cfg, model, seed, reports_dir
+                 on_reconstruction: ReconstructionHook | None, total_steps: int):
+        self.cfg, self.model, self.seed, self.on_reconstruction = cfg, model, seed, on_reconstruction
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
         self.schedulers = {}
@@ -167,10 +169,10 @@ class VaeStep(StepModule):
         self.recons: list[tuple[int, torch.Tensor]] = []  # (epoch, decoded means of the fixed test images)
 
     def _draw(self, epoch: int, recon: torch.Tensor) -> None:
-        if self.reports_dir is not None:
-            x = _to_unit(self.x_test[self.recon_idx])
-            self.figures.append(reconstruction_figure(x, recon, self.reports_dir / f"recon_epoch{epoch:03d}.png",
-                                                      f"epoch {epoch}"))
+        if self.on_reconstruction is not None:
+            figure = self.on_reconstruction(epoch, _to_unit(self.x_test[self.recon_idx]), recon)
+            if figure is not None:
+                self.figures.append(Path(figure))
 
     def extra_state(self) -> dict[str, Any]:
         return {"recon_epochs": [e for e, _ in self.recons], "recons": [r for _, r in self.recons]}
@@ -206,23 +208,26 @@ class VaeStep(StepModule):
 
 
 def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str = "cpu",
-              resume_path: str | Path | None = None, reports_dir: str | Path | None = None) -> VaeRun:
+              resume_path: str | Path | None = None, on_reconstruction: ReconstructionHook | None = None) -> VaeRun:
     """Train a VAE (`cfg`: a :data:`VaeParams`) on `data`. Raises :class:`TrainingDiverged` on a
-    NaN/Inf loss, leaving the last good resume checkpoint in place."""
+    NaN/Inf loss, leaving the last good resume checkpoint in place. `on_reconstruction(epoch,
+    images, reconstructions)` receives the fixed test images and their decoded means (float
+    (N, C, H, W) in [0, 1]) every ``recon_every`` epochs, on rank 0 only; the path of a figure it
+    returns joins ``VaeRun.figures``."""
     device = torch.device(device)
     if data.train_images.shape[0] < 2:
         raise InputError("vae: needs at least 2 training images")
     shape = tuple(int(v) for v in data.train_images.shape[1:])
     torch.manual_seed(seed)  # weight init from the params' seed, whoever calls
     model = vae_model.build(cfg.model_config_for_data(shape, data.num_classes)).to(device)
-    reports_dir = reports_dir if is_main_process() else None  # under DDP, rank 0 writes
+    on_reconstruction = on_reconstruction if is_main_process() else None  # under DDP, rank 0 writes
     key = resume_key(cfg)
     loop_cfg = LoopConfig(
         name="vae", n_items=data.train_images.shape[0], batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed,
         device=device, amp=cfg.amp, drop_last=True, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
         resume_path=resume_path, resume_key=key, data_fingerprint=data.fingerprint,
     )
-    trainer = VaeStep(cfg, model, data, device, seed, Path(reports_dir) if reports_dir else None, loop_cfg.total_steps)
+    trainer = VaeStep(cfg, model, data, device, seed, on_reconstruction, loop_cfg.total_steps)
     loop = Loop(loop_cfg, trainer)
     res = loop.run()
     model.eval()
