@@ -1,4 +1,4 @@
-"""What train_gan's progress MP4 costs: one frame (the fixed noise through G, eval mode) and
+"""What train_gan's progress MP4 costs: one frame (the fixed noise through G in train mode) and
 the encoding of all frames by imageio-ffmpeg's ffmpeg, in wall and CPU seconds (this process's
 user+sys; ffmpeg's own, a child process, from RUSAGE_CHILDREN).
 
@@ -18,7 +18,7 @@ import torch
 
 from genlab.grids import save_mp4
 from genlab.models import gan
-from genlab.train.gan import sample_grid
+from genlab.train.gan import sample_grid_as_trained
 
 
 def cpu_seconds(who: int) -> float:
@@ -38,9 +38,9 @@ def main() -> None:
     torch.manual_seed(0)
     g, _ = gan.build(gan.Config(arch=args.arch, channels=args.channels, image_size=args.size))
     z = torch.randn(args.n_samples, g.z_dim)
-    sample_grid(g, z, None)  # warm-up
+    sample_grid_as_trained(g, z, None)  # warm-up
     t0, c0 = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF)
-    frames = [sample_grid(g, z + 0.01 * i, None) for i in range(args.frames)]
+    frames = [sample_grid_as_trained(g, z + 0.01 * i, None) for i in range(args.frames)]
     frame_wall, frame_cpu = time.perf_counter() - t0, cpu_seconds(resource.RUSAGE_SELF) - c0
     with tempfile.TemporaryDirectory() as tmp:
         t0, c0, k0 = time.perf_counter(), cpu_seconds(resource.RUSAGE_SELF), cpu_seconds(resource.RUSAGE_CHILDREN)

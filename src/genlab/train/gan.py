@@ -187,6 +187,24 @@ def sample_grid(gen: Generator, z: torch.Tensor, y: torch.Tensor | None) -> np.n
     return make_grid(to_uint8(x.cpu().numpy()), pad_value=0)  # tanh range -> uint8 grid (H', W', C)
 
 
+@torch.no_grad()
+def sample_grid_as_trained(gen: Generator, z: torch.Tensor, y: torch.Tensor | None) -> np.ndarray:
+    """The fixed-noise grid from G in train mode, fp32: BatchNorm normalises with the fixed
+    batch's own statistics, as in G's training steps. (G's running statistics lag behind its
+    weights for the first hundred or so steps, and eval-mode samples are flat grey there.) G's
+    buffers are put back, so training goes on as if this had not run."""
+    buffers = [b.clone() for b in gen.buffers()]
+    was_training = gen.training
+    gen.train()
+    try:
+        x = gen(z, y).float()
+    finally:
+        gen.train(was_training)
+        for b, saved in zip(gen.buffers(), buffers):
+            b.copy_(saved)
+    return make_grid(to_uint8(x.cpu().numpy()), pad_value=0)  # tanh range -> uint8 grid (H', W', C)
+
+
 def make_optimizer(cfg: Any, params: Any, lr: float) -> torch.optim.Optimizer:
     """gan.optimizer with its settings; Adam's (beta1, beta2) are the DCGAN paper's (0.5, 0.999).
     Adam is torch's fused kernel on CPU and CUDA (one pass over each tensor instead of a dozen
@@ -330,10 +348,9 @@ class GanStep(StepModule):
         return None
 
     def on_eval(self, step: int) -> None:
-        """A video frame every `video_every` images: the fixed noise through G as trained, in eval
-        mode (its own BatchNorm statistics), so a frame costs one forward pass and no EMA
-        recalibration."""
-        self.frames.append((step * self.loop.cfg.batch, sample_grid(self.gen, self.fixed_z, self.fixed_y)))
+        """A video frame every `video_every` images: the fixed noise through G as it trains (one
+        forward pass; the EMA generator would need its BatchNorm statistics measured again)."""
+        self.frames.append((step * self.loop.cfg.batch, sample_grid_as_trained(self.gen, self.fixed_z, self.fixed_y)))
         return None
 
     def extra_state(self) -> dict[str, Any]:
