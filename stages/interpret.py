@@ -23,8 +23,9 @@ def main() -> int:
                         out_dir=REPORTS)
     write_json("metrics/interpret.json", metrics)
     probe = metrics["probe"]
-    log("interpret: probe accuracy " + "; ".join(
-        f"{row} " + " ".join(f"{k}:{v:.3f}" for k, v in accs.items()) for row, accs in probe.items()))
+    if probe:
+        log("interpret: probe accuracy " + "; ".join(
+            f"{row} " + " ".join(f"{k}:{v:.3f}" for k, v in accs.items()) for row, accs in probe.items()))
     log_stage("interpret", common, cfg, metrics=flat_metrics(metrics), artifacts=sorted(REPORTS.glob("*")),
               tags={"device": device.type, "data_sha256": data_fingerprint(DATA / "meta.json")})
     return 0

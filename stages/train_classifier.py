@@ -3,10 +3,10 @@
 
 from pathlib import Path
 
-from genlab.data.arrays import load_meta, load_split
+from genlab.data.arrays import has_labels, load_meta, load_split
 from genlab.evaluate.figures import plot_confusion
 from genlab.models import classifier as classifier_model
-from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
+from genlab.runtime import log, resolve_device, seed_everything, write_json, write_text, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
@@ -18,15 +18,33 @@ RESUME = Path(".genlab/resume/train_classifier.pt")  # outside DVC's outputs: ne
 METRICS = "metrics/classifier.json"
 PLOTS = "plots/classifier"
 CONFUSION = "reports/classifier/confusion.png"
+SKIPPED = Path("models/classifier/skipped.json")
+NOTE = "reports/classifier/skipped.md"
+
+
+def skip(reason: str) -> int:
+    """A set without labels: no judge classifier. The same DVC outputs, saying so (CONTRACTS item 2):
+    skipped.json and no checkpoint.pt (evaluate tests for it), header-only curves, a note."""
+    log(f"train_classifier: skipped: {reason}")
+    write_json(SKIPPED, {"skipped": True, "reason": reason})
+    write_json(METRICS, {"classifier/skipped": 1})
+    write_text(f"{PLOTS}/loss.tsv", "epoch\ttrain_loss\ttest_loss\n")
+    write_text(f"{PLOTS}/accuracy.tsv", "epoch\ttrain_acc\ttest_acc\n")
+    write_text(NOTE, f"# Judge classifier: skipped\n\n{reason}\n")
+    return 0
 
 
 def main() -> int:
     common, cfg = load_stage_params("classifier", ClassifierParams)
+    meta = load_meta(DATA)
+    if not has_labels(meta):
+        return skip(f"{meta.get('source')} has no labels to train it on ({meta.get('num_classes')} class, "
+                    f"has_labels={str(meta.get('has_labels', True)).lower()}); evaluate uses its label-free judges")
     seed_everything(common.seed)
     device = resolve_device(common.device)
     x_train, y_train = load_split(DATA, "train")
     x_test, y_test = load_split(DATA, "test")
-    class_names = load_meta(DATA).get("class_names")
+    class_names = meta.get("class_names")
     result = train_classifier(cfg, x_train, y_train, x_test, y_test, class_names=class_names, device=device,
                               seed=common.seed, resume_path=RESUME, data_fingerprint=data_fingerprint(DATA / "meta.json"))
     if not is_main_process():

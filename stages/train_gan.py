@@ -3,8 +3,10 @@
 
 from pathlib import Path
 
-from genlab.data.arrays import load_split
+from genlab.train.batch import fit_batch_size
+from genlab.data.arrays import has_labels, load_meta, load_split
 from genlab.grids import save_gif, save_mp4
+from genlab.params import ParamsError
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
@@ -20,7 +22,12 @@ REPORTS = Path("reports/gan")
 def main() -> int:
     common, cfg = load_stage_params("gan", GanParams)
     seed_everything(common.seed)
+    meta = load_meta(DATA)
+    if cfg.conditional and not has_labels(meta):
+        raise ParamsError(f"params.yaml: gan.conditional=true needs labels, but {meta.get('source')} has none: "
+                          f"set gan.conditional=false")
     images, labels = load_split(DATA, "train")
+    cfg = fit_batch_size(cfg, min(len(images), cfg.limit or len(images)), "gan")
     device = resolve_device(common.device)
     result = train_gan(cfg, images, labels, seed=common.seed, device=device, resume_path=RESUME, grid_dir=REPORTS)
     if not is_main_process():

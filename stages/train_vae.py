@@ -4,8 +4,10 @@ genlab.render.vae_figures)."""
 
 from pathlib import Path
 
-from genlab.data.arrays import load_meta, load_split
+from genlab.train.batch import fit_batch_size
+from genlab.data.arrays import has_labels, load_meta, load_split
 from genlab.models import vae as vae_model
+from genlab.params import ParamsError
 from genlab.render.vae_figures import reconstruction_figure, write_figures
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.distributed import is_main_process
@@ -22,9 +24,14 @@ REPORTS = Path("reports/vae")
 def main() -> int:
     common, cfg = load_stage_params("vae", VaeParams)
     seed_everything(common.seed)
+    meta = load_meta(DATA)
+    if cfg.conditional and not has_labels(meta):
+        raise ParamsError(f"params.yaml: vae.conditional=true needs labels, but {meta.get('source')} has none: "
+                          f"set vae.conditional=false")
     train_x, train_y = load_split(DATA, "train")
     test_x, test_y = load_split(DATA, "test")
-    class_names = load_meta(DATA).get("class_names") or None
+    cfg = fit_batch_size(cfg, len(train_x), "vae")
+    class_names = meta.get("class_names") or None
     num_classes = max(len(class_names or []), int(max(train_y.max(), test_y.max())) + 1)
     data = VaeData(train_x, train_y, test_x, test_y, num_classes, data_fingerprint(DATA / "meta.json"))
     device = resolve_device(common.device)

@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 from conftest import run_stage, tiny_params
-from genlab.data.arrays import load_meta, load_split
+from genlab.data.arrays import has_labels, load_meta, load_split
 from genlab.data.download import SourceUnavailable
 from genlab.data.idx import IdxError, read_idx, write_idx
 from genlab.data.images import (
@@ -33,7 +33,7 @@ from genlab.data.synthetic_digits import digit_fonts, font_dir, render_digits
 from genlab.runtime import sha256_file
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")
-FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy")
+FILES = ("train_images.npy", "train_labels.npy", "test_images.npy", "test_labels.npy", "val_images.npy", "val_labels.npy")
 
 
 def cfg(**kw) -> PrepareImagesParams:
@@ -54,7 +54,8 @@ def test_synthetic_digits_format_balance_and_checksums(digits_dir):
     meta = load_meta(digits_dir)
     assert meta["source"] == "synthetic-digits" and meta["seed"] == 0 and meta["num_classes"] == 10
     assert meta["class_names"] == [str(d) for d in range(10)]
-    assert meta["shape"] == {"train": [600, 1, 28, 28], "test": [200, 1, 28, 28]}
+    assert meta["shape"] == {"train": [600, 1, 28, 28], "test": [200, 1, 28, 28], "val": [100, 1, 28, 28]}
+    assert meta["has_labels"] is True
     assert set(meta["sha256"]) == set(FILES)
     for name, digest in meta["sha256"].items():
         assert sha256_file(digits_dir / name) == digest
@@ -187,9 +188,15 @@ def write_idx_set(folder: Path, rng: np.random.Generator, gz: bool, n=(50, 20), 
 def test_idx_source_reads_written_files(tmp_path, gz):
     arrays = write_idx_set(tmp_path / "idx", np.random.default_rng(1), gz)
     meta = prepare_images(PrepareImagesParams(source=f"idx:{tmp_path / 'idx'}"), tmp_path / "out", seed=0)
-    for split in ("train", "test"):
-        x, y = load_split(tmp_path / "out", split)
-        assert np.array_equal(x[:, 0], arrays[split][0]) and np.array_equal(y, arrays[split][1])
+    x, y = load_split(tmp_path / "out", "train")
+    assert np.array_equal(x[:, 0], arrays["train"][0]) and np.array_equal(y, arrays["train"][1])
+    # the IDX test split is cut in two without overlap: test keeps half, val (held out of everything) half
+    (xt, yt), (xv, yv) = load_split(tmp_path / "out", "test"), load_split(tmp_path / "out", "val")
+    assert len(xt) == len(xv) == 10
+    rows = {r.tobytes(): lab for r, lab in zip(arrays["test"][0], arrays["test"][1])}
+    seen = [r.tobytes() for r in np.concatenate([xt, xv])[:, 0]]
+    assert sorted(seen) == sorted(rows) and [rows[k] for k in seen] == np.concatenate([yt, yv]).tolist()
+    assert meta["has_labels"] is True and meta["shape"]["val"] == [10, 1, 28, 28]
     assert meta["num_classes"] == 10 and meta["class_names"] == [str(i) for i in range(10)]
 
 
@@ -199,7 +206,7 @@ def test_idx_source_limit_resize_and_test_prefix(tmp_path):
                    tmp_path / "out", seed=0)
     x, _ = load_split(tmp_path / "out", "train")
     xt, _ = load_split(tmp_path / "out", "test")
-    assert x.shape == (12, 3, 14, 14) and xt.shape == (2, 3, 14, 14)
+    assert x.shape == (12, 3, 14, 14) and xt.shape == (1, 3, 14, 14)  # limit // 6 = 2: one moves to val
 
 
 def test_idx_round_trip_other_dtypes(tmp_path):
@@ -257,10 +264,12 @@ def test_folder_source_with_class_subfolders(tmp_path):
     x, y = load_split(tmp_path / "out", "train")
     xt, yt = load_split(tmp_path / "out", "test")
     assert meta["class_names"] == ["cat", "dog", "emu"] and meta["num_classes"] == 3
-    assert x.shape == (12, 3, 16, 16) and xt.shape == (3, 3, 16, 16)
-    assert np.bincount(yt).tolist() == [1, 1, 1] and np.bincount(y).tolist() == [4, 4, 4]
+    xv, yv = load_split(tmp_path / "out", "val")
+    assert x.shape == (12, 3, 16, 16) and xt.shape == (2, 3, 16, 16) and xv.shape == (1, 3, 16, 16)
+    assert np.bincount(np.concatenate([yt, yv]), minlength=3).tolist() == [1, 1, 1]
+    assert np.bincount(y).tolist() == [4, 4, 4] and meta["has_labels"] is True
     # each image is one flat colour, so its pixels tell which file it came from: no overlap
-    red_train, red_test = x[:, 0, 8, 8].astype(int), xt[:, 0, 8, 8].astype(int)
+    red_train, red_test = x[:, 0, 8, 8].astype(int), np.concatenate([xt, xv])[:, 0, 8, 8].astype(int)
     assert np.abs(red_test[:, None] - red_train[None]).min() >= 4  # (JPEG moves a value by 1-2)
     prepare_images(c, tmp_path / "again", seed=0)
     assert file_bytes(tmp_path / "out") == file_bytes(tmp_path / "again")
@@ -277,6 +286,8 @@ def test_folder_source_without_subfolders_is_one_class(tmp_path):
     x, y = load_split(tmp_path / "out", "train")
     assert meta["class_names"] == ["cars"] and x.shape == (9, 1, 12, 12) and set(y.tolist()) == {0}
     assert meta["shape"]["test"] == [1, 1, 12, 12]
+    # a flat folder has no labels: zeros keep the format, meta says so, and has_labels() agrees
+    assert meta["has_labels"] is False and not has_labels(meta)
 
 
 def test_folder_source_unreadable_image_is_named(tmp_path):

@@ -12,7 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from genlab.data.source_checks import check_image_source, check_text_source
+from typing import Any
+
+from genlab.data.source_checks import check_image_source, check_text_source, source_has_labels
 from genlab.params import CommonParams, ParamsError, read_params, validate_section
 from genlab.sections import SECTIONS, config_class
 
@@ -59,6 +61,7 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
         problems.append(f"{source}: {key}: unknown section (allowed: {', '.join([*CommonParams.model_fields, *SECTIONS])})")
     checks = [("", CommonParams, {k: data[k] for k in CommonParams.model_fields if k in data})]
     checks += [(s, config_class(s), data.get(s)) for s in SECTIONS]
+    valid: dict[str, Any] = {}
     for section, model, raw in checks:
         if section and section not in data:
             problems.append(f"{source}: {section}: section is missing")
@@ -68,6 +71,7 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
         except ParamsError as exc:
             problems.extend(str(exc).splitlines())
             continue
+        valid[section] = cfg
         if not section and sources:  # the machine's own limits; a preset may be for another machine
             problem = nproc_problem(cfg)
             if problem:
@@ -76,4 +80,51 @@ def check_params(path: str | Path = "params.yaml", base: str | Path | None = Non
             problem = SOURCE_CHECKS[section](cfg, base)
             if problem:
                 problems.append(f"{source}: {section}.source: {cfg.source}: {problem}")
+    if "prepare_images" in valid:
+        problems += [f"{source}: {line}" for line in cross_section_problems(valid, base)]
+    return problems
+
+
+def known_train_images(images: Any) -> int | None:
+    """The most training images `prepare_images` can yield when params alone tell (the
+    rendered sources, or any source under ``limit``); None for a folder or download without one."""
+    if images.source in ("synthetic-digits", "synthetic-rgb"):
+        return min(images.n_train, images.limit or images.n_train)
+    return images.limit
+
+
+def cross_section_problems(valid: dict[str, Any], base: str | Path | None = None) -> list[str]:
+    """What one section says that another cannot honour, one line each naming both keys:
+    the image size and channels against ``gan.arch`` / ``vae.arch``, a batch larger than the
+    training set (when params tell its size), ``conditional: true`` on a source without labels."""
+    images = valid["prepare_images"]
+    size, channels = images.image_size, images.channels
+    data = f"prepare_images.image_size={size}, prepare_images.channels={channels}"
+    problems = []
+    # 2 classes stand in for a labelled set's count (unused unless `conditional`)
+    for name, build in (("gan", lambda c: c.model_config_for_data(channels, size, 2)),
+                        ("vae", lambda c: c.model_config_for_data((channels, size, size), 2))):
+        if name not in valid:
+            continue
+        try:
+            build(valid[name])
+        except ParamsError as exc:
+            why = str(exc).split(": ", 2)[-1]
+            problems.append(f"{data} vs {name}.arch={valid[name].arch}: {why}")
+    n = known_train_images(images)
+    for name in ("gan", "vae"):  # both drop the last partial batch: a batch larger than the set trains nothing
+        cfg = valid.get(name)
+        if cfg is None or n is None:
+            continue
+        n_sec = min(n, cfg.limit) if getattr(cfg, "limit", None) else n
+        if cfg.batch_size > n_sec:
+            what = f"{name}.limit={cfg.limit}" if n_sec < n else (
+                f"prepare_images.limit={images.limit}" if images.limit else f"prepare_images.n_train={images.n_train}")
+            problems.append(f"{name}.batch_size={cfg.batch_size} is larger than the {n_sec} training images "
+                            f"that {what} leaves: lower {name}.batch_size to at most {n_sec}")
+    labelled = source_has_labels(images.source, base)
+    for name in ("gan", "vae"):
+        if labelled is False and getattr(valid.get(name), "conditional", False):
+            problems.append(f"{name}.conditional=true needs labels, but prepare_images.source={images.source} has "
+                            f"none (a flat folder, CelebA or one LSUN category): set {name}.conditional=false")
     return problems

@@ -10,9 +10,11 @@ Sources (the ``prepare_images.source`` key):
 * ``idx:<dir>``: local IDX files named as MNIST's (``train-images-idx3-ubyte[.gz]`` ...).
 * ``folder:<dir>``: image files, optionally one sub-folder per class, split train/test.
 
-Output folder: ``{train,test}_{images,labels}.npy`` (uint8 N,C,H,W / int64) and
-``meta.json`` (source, shapes, class names, sha256 of every file, seed, params, sanity
-statistics). The folder is replaced atomically: a run that fails leaves it as it was.
+Output folder: ``{train,test,val}_{images,labels}.npy`` (uint8 N,C,H,W / int64) and
+``meta.json`` (source, shapes, class names, ``has_labels``, sha256 of every file, seed, params,
+sanity statistics). ``val`` is held out of everything: rendered anew for the synthetic sources,
+else moved out of the test split; nothing trains or fits on it. A set without labels (a flat
+folder, CelebA, one LSUN category) stores labels of zeros and ``has_labels: false``. The folder is replaced atomically: a run that fails leaves it as it was.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from pydantic_core import PydanticCustomError
 from genlab.data.arrays import atomic_folder, check_images
 from genlab.data.download import OFFLINE_IMAGES, SourceUnavailable
 from genlab.data.lsun import load_lsun
-from genlab.data.sources_base import ImageSet, ImageSourceError, limits
+from genlab.data.sources_base import ImageSet, ImageSourceError, limits, val_size
 from genlab.data.synthetic_rgb import load_synthetic_rgb
 from genlab.params import StrictModel
 from genlab.runtime import log, save_figure, sha256_file, write_json, write_npy
@@ -116,15 +118,31 @@ def apply_limit(split: tuple[np.ndarray, np.ndarray], n: int | None) -> tuple[np
     return split if n is None else (split[0][:n], split[1][:n])
 
 
+def split_held_out(images: np.ndarray, labels: np.ndarray, seed: int
+                   ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """(test, val): `val_size(len)` images of a test split, drawn by a permutation from `seed`,
+    move to the held-out `val` split; both keep their original order and at least one image
+    (a one-image test split is shared: too small to split)."""
+    n = len(images)
+    if n < 2:
+        log("prepare_images: a one-image test split is too small to split; val shares it")
+        return (images, labels), (images, labels)
+    rng = np.random.default_rng(np.random.SeedSequence([seed, 0x7A1]))
+    is_val = np.zeros(n, bool)
+    is_val[rng.permutation(n)[: min(val_size(n), n - 1)]] = True
+    return (images[~is_val], labels[~is_val]), (images[is_val], labels[is_val])
+
+
 # ---------------------------------------------------------------------------- sources
 
 def load_synthetic(cfg: PrepareImagesParams, seed: int) -> ImageSet:
     from genlab.data.synthetic_digits import CLASS_NAMES, digit_fonts, synthetic_digits
 
     n_tr, n_te = limits(cfg.limit)
-    splits = synthetic_digits(min(cfg.n_train, n_tr or cfg.n_train), min(cfg.n_test, n_te or cfg.n_test), seed)
+    n_test = min(cfg.n_test, n_te or cfg.n_test)
+    splits = synthetic_digits(min(cfg.n_train, n_tr or cfg.n_train), n_test, seed, n_val=val_size(n_test))
     return ImageSet(splits["train"], splits["test"], list(CLASS_NAMES),
-                    {"fonts": [f.name for f in digit_fonts()]})
+                    {"fonts": [f.name for f in digit_fonts()]}, val=splits["val"])
 
 
 def load_idx(folder: Path) -> ImageSet:
@@ -199,7 +217,8 @@ def load_folder(folder: Path, cfg: PrepareImagesParams, seed: int) -> ImageSet:
         images = np.stack([_load_image(p, cfg.image_size, cfg.channels) for p, _ in items])
         splits[split] = (images, np.array([lab for _, lab in items], np.int64))
     info = {"n_files": sum(len(f) for _, f in classes), "class_folders": by_class}
-    return ImageSet(splits["train"], splits["test"], [name for name, _ in classes], info)
+    # a flat folder has no labels; class sub-folders do (one sub-folder is one class: no label either)
+    return ImageSet(splits["train"], splits["test"], [name for name, _ in classes], info, has_labels=by_class)
 
 
 def _torchvision_dataset(name: str, root: Path, split: str):
@@ -255,7 +274,7 @@ def load_torchvision(name: str, cfg: PrepareImagesParams) -> ImageSet:
             ) from None
         splits[split] = _dataset_arrays(name, ds, cap, cfg)
     classes = getattr(ds, "classes", None) or (["face"] if name == "celeba" else [str(i) for i in range(10)])
-    return ImageSet(splits["train"], splits["test"], list(classes), {"root": str(root)})
+    return ImageSet(splits["train"], splits["test"], list(classes), {"root": str(root)}, has_labels=name != "celeba")
 
 
 def load_source(cfg: PrepareImagesParams, seed: int) -> ImageSet:
@@ -302,8 +321,8 @@ def data_metrics(meta: dict) -> dict[str, float]:
     """The slash-keyed metrics dict of the stage (``metrics/data.json`` and MLflow)."""
     s = meta["stats"]
     return {
-        "data/n_train": s["train"]["n"], "data/n_test": s["test"]["n"],
-        "data/num_classes": meta["num_classes"],
+        "data/n_train": s["train"]["n"], "data/n_test": s["test"]["n"], "data/n_val": s["val"]["n"],
+        "data/num_classes": meta["num_classes"], "data/has_labels": int(meta["has_labels"]),
         "data/class_balance_train": round(s["train"]["balance"], 6),
         "data/mean_pixel_train": round(s["train"]["mean_pixel"], 4),
         "data/mean_pixel_test": round(s["test"]["mean_pixel"], 4),
@@ -347,9 +366,15 @@ def prepare_images(cfg: PrepareImagesParams, out_dir: str | Path, seed: int,
     Returns the meta dict written to ``meta.json``."""
     out_dir = Path(out_dir)
     data = load_source(cfg, seed)
+    n_tr, n_te = limits(cfg.limit)
+    raw = {"train": apply_limit(data.train, n_tr), "test": apply_limit(data.test, n_te)}
+    if data.val is not None:
+        raw["val"] = data.val
+    else:
+        raw["test"], raw["val"] = split_held_out(*raw["test"], seed=seed)
     splits = {}
-    for split, cap in zip(("train", "test"), limits(cfg.limit)):
-        images, labels = apply_limit(getattr(data, split), cap)
+    for split in ("train", "test", "val"):
+        images, labels = raw[split]
         images = to_size(to_channels(np.asarray(images, np.uint8), cfg.channels), cfg.image_size)
         check_images(images, f"{cfg.source} {split} images", cfg.channels)
         if len(labels) != len(images):
@@ -362,6 +387,10 @@ def prepare_images(cfg: PrepareImagesParams, out_dir: str | Path, seed: int,
         "params": cfg.model_dump(mode="json"),
         "shape": {s: list(x.shape) for s, (x, _) in splits.items()},
         "num_classes": n_classes,
+        # False: the labels are zeros that only keep the loaders' format (genlab.data.arrays.has_labels)
+        "has_labels": bool(data.has_labels),
+        # images no stage trains or fits on: the `real` reference row of evaluate is judged on them
+        "splits_held_out": ["val"],
         "class_names": data.class_names + [str(i) for i in range(len(data.class_names), n_classes)],
         "dtype": {"images": "uint8", "labels": "int64"},
         "layout": "N,C,H,W",

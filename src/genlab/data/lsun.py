@@ -101,7 +101,9 @@ def load_lsun(folder: Path, cfg, seed: int) -> ImageSet:
             labels.append(target)
         splits[split] = (np.stack(images), np.asarray(labels, np.int64))
     return ImageSet(splits["train"], splits["test"], categories,
-                    {"root": str(root), "test_split": "val" if val is not None else "held out of train"})
+                    {"root": str(root), "test_split": "val" if val is not None else "held out of train"},
+                    has_labels=len(categories) > 1)  # one category: its labels are all 0, no label
+
 
 
 def _pil_to_array(img, size: int, channels: int) -> np.ndarray:

@@ -104,3 +104,29 @@ def check_text_source(source: str, base: str | Path | None = None, encoding: str
     if source.startswith("path:"):
         return check_text_file(resolve(source[len("path:"):], base), encoding)
     return None
+
+
+def _holds_images(folder: Path) -> bool:
+    return any(p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file() for p in folder.rglob("*"))
+
+
+def source_has_labels(source: str, base: str | Path | None = None) -> bool | None:
+    """Whether `source` will have usable labels (two or more classes), when that is known
+    before reading it: False for CelebA, a flat ``folder:`` (or one class sub-folder) and one
+    LSUN category; True for the labelled named sources; None when it cannot be told cheaply."""
+    if source == "celeba":
+        return False
+    if source in ("synthetic-digits", "synthetic-rgb", "mnist", "fashion-mnist", "kmnist", "cifar10", "svhn"):
+        return True
+    if source.startswith("folder:"):
+        folder = resolve(source[len("folder:"):], base)
+        if not folder.is_dir():
+            return None
+        classes = [d for d in folder.iterdir() if d.is_dir() and not d.name.startswith(".") and _holds_images(d)]
+        return len(classes) >= 2
+    if source.startswith("lsun:"):
+        folder = resolve(source[len("lsun:"):], base)
+        if not folder.is_dir():
+            return None
+        return len([d for d in folder.iterdir() if d.name.endswith("_train_lmdb")]) >= 2
+    return None

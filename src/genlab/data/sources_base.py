@@ -23,8 +23,16 @@ class ImageSet:
     test: tuple[np.ndarray, np.ndarray]
     class_names: list[str]
     info: dict = field(default_factory=dict)  # source-specific facts for meta.json
+    has_labels: bool = True  # False: the labels are zeros standing in (a flat folder, CelebA, one LSUN category)
+    val: tuple[np.ndarray, np.ndarray] | None = None  # a held-out split of its own; None: carved from test
 
 
 def limits(limit: int | None) -> tuple[int | None, int | None]:
     """(train, test) caps for the `limit` option."""
     return (None, None) if limit is None else (limit, max(1, limit // 6))
+
+
+def val_size(n_test: int) -> int:
+    """Images in the held-out `val` split beside a test split of `n_test`: half of it (at least 1).
+    Rendered sources draw them anew; loaded sources move them out of test (which keeps >= 1)."""
+    return max(1, n_test // 2)

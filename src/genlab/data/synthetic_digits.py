@@ -283,12 +283,15 @@ def render_digits(n: int, rng: np.random.Generator, *, distortion: Distortion = 
     return out, p["labels"]
 
 
-def synthetic_digits(n_train: int = 60000, n_test: int = 10000, seed: int = 0
+def synthetic_digits(n_train: int = 60000, n_test: int = 10000, seed: int = 0, n_val: int = 0
                      ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Train and test splits, each from its own child of ``SeedSequence(seed)``: the test set
-    does not change when only `n_train` does."""
-    train_ss, test_ss = np.random.SeedSequence(seed).spawn(2)
-    return {
+    """Train, test and (`n_val` > 0) val splits, each from its own child of ``SeedSequence(seed)``:
+    the test set does not change when only `n_train` or `n_val` does."""
+    train_ss, test_ss, val_ss = np.random.SeedSequence(seed).spawn(3)
+    splits = {
         "train": render_digits(n_train, np.random.default_rng(train_ss), progress_desc="digits train"),
         "test": render_digits(n_test, np.random.default_rng(test_ss), progress_desc="digits test"),
     }
+    if n_val:
+        splits["val"] = render_digits(n_val, np.random.default_rng(val_ss), progress_desc="digits val")
+    return splits

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from genlab.data.sources_base import ImageSet, limits
+from genlab.data.sources_base import ImageSet, limits, val_size
 from genlab.data.synthetic_digits import BOX, OUT, render_digits
 
 CLASS_NAMES = [str(d) for d in range(10)]
@@ -150,22 +150,27 @@ def render_rgb_digits(n: int, seed_seq: np.random.SeedSequence, size: int = 32, 
     return out, labels
 
 
-def synthetic_rgb(n_train: int = 60000, n_test: int = 10000, seed: int = 0, size: int = 32
+def synthetic_rgb(n_train: int = 60000, n_test: int = 10000, seed: int = 0, size: int = 32, n_val: int = 0
                   ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Train and test splits, each from its own child of ``SeedSequence(seed)`` (a different
-    child than :func:`~genlab.data.synthetic_digits.synthetic_digits` uses, so the glyphs are
-    not those of the grey digits at the same seed)."""
-    train_ss, test_ss = np.random.SeedSequence([seed, 0x5EB6]).spawn(2)
-    return {
+    """Train, test and (`n_val` > 0) val splits, each from its own child of ``SeedSequence(seed)``
+    (a different child than :func:`~genlab.data.synthetic_digits.synthetic_digits` uses, so the
+    glyphs are not those of the grey digits at the same seed)."""
+    train_ss, test_ss, val_ss = np.random.SeedSequence([seed, 0x5EB6]).spawn(3)
+    splits = {
         "train": render_rgb_digits(n_train, train_ss, size, progress_desc="rgb train"),
         "test": render_rgb_digits(n_test, test_ss, size, progress_desc="rgb test"),
     }
+    if n_val:
+        splits["val"] = render_rgb_digits(n_val, val_ss, size, progress_desc="rgb val")
+    return splits
 
 
 def load_synthetic_rgb(cfg, seed: int) -> ImageSet:
     """The ``synthetic-rgb`` source for `prepare_images` (`cfg`: its ``PrepareImagesParams``),
     rendered at ``cfg.image_size`` (32 px is SVHN's size)."""
     n_tr, n_te = limits(cfg.limit)
-    splits = synthetic_rgb(min(cfg.n_train, n_tr or cfg.n_train), min(cfg.n_test, n_te or cfg.n_test), seed,
-                           cfg.image_size)
-    return ImageSet(splits["train"], splits["test"], list(CLASS_NAMES), {"rendered_size": cfg.image_size})
+    n_test = min(cfg.n_test, n_te or cfg.n_test)
+    splits = synthetic_rgb(min(cfg.n_train, n_tr or cfg.n_train), n_test, seed, cfg.image_size,
+                           n_val=val_size(n_test))
+    return ImageSet(splits["train"], splits["test"], list(CLASS_NAMES), {"rendered_size": cfg.image_size},
+                    val=splits["val"])

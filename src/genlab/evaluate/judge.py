@@ -41,6 +41,12 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
     real = train_images[rng.permutation(len(train_images))[: cfg.n_real]]
     rows = {"real": real, **{name: load_images(path) for name, path in samples.items()}}
     metrics, hists = {}, {}
+    if not Path(classifier).exists():  # train_classifier skipped it: a set without labels (CONTRACTS item 2)
+        from genlab.runtime import log
+
+        log(f"evaluate: no classifier-based scores: {classifier} is absent (train_classifier skipped: the set has "
+            f"no labels)")
+        return {name: {"n_images": float(len(images))} for name, images in rows.items()}, hists
     classifier = load_classifier(classifier, device)  # load once, judge every row
     # one classifier pass over the test split and one over each row, shared by metrics and figures
     ref_feats = classifier_outputs(test_images, classifier, device=device, batch_size=cfg.batch_size)[0]

@@ -20,7 +20,7 @@ import torch
 from pydantic import Field, field_validator
 
 from genlab.errors import InputError
-from genlab.data.arrays import load_meta, load_split
+from genlab.data.arrays import has_labels, load_meta, load_split
 from genlab.interpret import arithmetic, probe, saliency
 from genlab.interpret.discriminator import forward_logits, randomly_initialised
 from genlab.params import StrictModel
@@ -178,18 +178,22 @@ def interpret(cfg: InterpretParams, *, seed: int, device: torch.device | str, ga
     gen, disc = gan_model.load(gan_path, device)
     x_train, y_train = load_split(data_dir, "train")
     x_test, y_test = load_split(data_dir, "test")
-    class_names = [str(c) for c in load_meta(data_dir).get("class_names") or range(int(y_train.max()) + 1)]
+    meta = load_meta(data_dir)
+    class_names = [str(c) for c in meta.get("class_names") or range(int(y_train.max()) + 1)]
     if tuple(x_test.shape[1:]) != tuple(gen.image_shape):
         raise InputError(f"the GAN makes {gen.image_shape} images but {data_dir} holds {tuple(x_test.shape[1:])}")
     metrics: dict[str, Any] = {}
     log("interpret: saliency maps")
     metrics["saliency"] = saliency_section(disc, gen, x_test, y_test, cfg, seed=seed, device=device, out_dir=out_dir)
+    metrics["probe"], metrics["arithmetic"] = {}, {}
+    if not has_labels(meta):  # the probe fits labels; the arithmetic's groups are the judge classifier's classes
+        log(f"interpret: linear probe and latent arithmetic skipped: {meta.get('source')} has no labels")
+        return metrics
     log("interpret: linear probe")
     metrics["probe"] = probe_section(disc, x_train, y_train, x_test, y_test, cfg, seed=seed, device=device,
                                      out_dir=out_dir)
     classifier = load_classifier(classifier_path, device=device)
     judge = _judge(classifier, device)
-    metrics["arithmetic"] = {}
     if gen.num_classes:
         log("interpret: the GAN is class-conditional; its latent arithmetic is skipped")
     else:

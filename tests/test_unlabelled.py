@@ -1,0 +1,124 @@
+"""Unlabelled and one-class image sets (issue 24, Deliver 1): `has_labels` in meta.json, stages
+that need labels skip in one line, the params gate compares sections, and the README's folder
+example runs end to end with `dvc exp run`."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+from conftest import ROOT, dvc, make_pipeline_repo, tiny_params
+from genlab.check_params import check_params
+from genlab.train.gan import GanParams
+from genlab.train.vae import VaeParams
+
+EXAMPLE_PREFIX = "dvc exp run -S prepare_images.source=folder:"
+# tiny_params shrinks mnist28's widths; dcgan64 refuses them, so they go back to their defaults
+MNIST28_DEFAULTS = {k: GanParams.model_fields[k].default for k in ("g_width", "d_width")}
+
+
+def folder_example() -> list[str]:
+    """The README's folder example (else docs/unlabelled.md's), as argv."""
+    for doc in (ROOT / "README.md", ROOT / "docs" / "unlabelled.md"):
+        lines = [ln.strip() for ln in doc.read_text().splitlines() if ln.strip().startswith(EXAMPLE_PREFIX)]
+        if lines:
+            return shlex.split(lines[0])
+    raise AssertionError(f"no line starting with {EXAMPLE_PREFIX!r} in README.md or docs/unlabelled.md")
+
+
+def write_photo_folder(folder: Path, n: int, size: int = 32, seed: int = 0) -> Path:
+    """`n` RGB PNGs in one flat folder: smooth colour gradients with a disc, no labels."""
+    from PIL import Image
+
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    for i in range(n):
+        base = rng.uniform(40, 200, 3)
+        img = base + 50 * np.stack([xx, yy, 1 - xx], -1) * rng.uniform(-1, 1, 3)
+        cy, cx, r = rng.uniform(0.3, 0.7, 2).tolist() + [rng.uniform(0.1, 0.25)]
+        img[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = rng.uniform(0, 255, 3)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(folder / f"photo{i:03d}.png")
+    return folder
+
+
+def params_file(tmp_path: Path, **sections) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(tiny_params(**sections)))
+    return path
+
+
+# ---------------------------------------------------------------- the params gate
+
+def test_gate_refuses_image_size_the_arch_cannot_make(tmp_path):
+    problems = check_params(params_file(tmp_path, prepare_images={"image_size": 64, "channels": 3}))
+    assert len(problems) == 1, problems
+    line = problems[0]
+    assert "prepare_images.image_size=64" in line and "gan.arch=mnist28" in line and "dcgan64" in line
+    assert not check_params(params_file(tmp_path, prepare_images={"image_size": 64, "channels": 3},
+                                        gan={"arch": "dcgan64", **MNIST28_DEFAULTS}))
+
+
+def test_gate_refuses_a_batch_larger_than_a_known_set(tmp_path):
+    problems = check_params(params_file(tmp_path, prepare_images={"limit": 24}))
+    assert [p.split(": ", 1)[1].split("=")[0] for p in problems] == ["gan.batch_size", "vae.batch_size"]
+    assert "prepare_images.limit=24" in problems[0] and "at most 24" in problems[0]
+    problems = check_params(params_file(tmp_path, gan={"limit": 20}))
+    assert len(problems) == 1 and "gan.batch_size=32" in problems[0] and "gan.limit=20" in problems[0]
+
+
+def test_gate_refuses_conditional_without_labels(tmp_path):
+    flat = write_photo_folder(tmp_path / "flat", 4, size=8)
+    problems = check_params(params_file(tmp_path, prepare_images={"source": f"folder:{flat}"},
+                                        gan={"conditional": True}))
+    assert len(problems) == 1 and "gan.conditional=true" in problems[0] and f"folder:{flat}" in problems[0]
+    problems = check_params(params_file(tmp_path, prepare_images={"source": "celeba"}, vae={"conditional": True}))
+    assert len(problems) == 1 and "vae.conditional=true" in problems[0] and "celeba" in problems[0]
+    for name in ("a", "b"):  # class sub-folders are labels
+        write_photo_folder(tmp_path / "classes" / name, 3, size=8)
+    assert not check_params(params_file(tmp_path, prepare_images={"source": f"folder:{tmp_path / 'classes'}"},
+                                        gan={"conditional": True}))
+
+
+# ---------------------------------------------------------------- the README's folder example, end to end
+
+SHRINK = {  # the pipeline shrunk to seconds: tiny nets, a few steps, few samples
+    "prepare_images": {"limit": None},
+    "gan": {**MNIST28_DEFAULTS, "ngf": 8, "ndf": 8, "batch_size": 64, "limit": None, "epochs": 2, "ema": 0.0, "n_samples": 16},
+    "vae": {"hidden": VaeParams.model_fields["hidden"].default, "batch_size": 8, "epochs": 2},  # onecycle needs >= 8 steps
+    "generate": {"n_samples": 100, "grid_size": 16},
+    "evaluate": {"n_real": 100, "kid_subset_size": 10},
+    "render": {"points": 2, "steps": 3, "compare_n": 8},
+    "interpret": {"n_images": 2, "heat_images": 4, "pool": 20, "vae": False},
+}
+
+
+@pytest.mark.slow
+def test_readme_folder_example_runs_every_stage(tmp_path):
+    photos = write_photo_folder(tmp_path / "photos", 40)
+    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(**SHRINK))
+    argv = [a.replace("DIR", str(photos)) for a in folder_example()]
+    assert argv[:3] == ["dvc", "exp", "run"] and f"prepare_images.source=folder:{photos}" in argv
+    proc = dvc(repo, *argv[1:])
+    out = proc.stdout + proc.stderr
+    meta = json.loads((repo / "data/images/meta.json").read_text())
+    assert meta["has_labels"] is False and meta["num_classes"] == 1 and meta["shape"]["train"][1:] == [3, 64, 64]
+    assert set(meta["shape"]) == {"train", "test", "val"}
+    # the judge classifier says in one line why it was skipped, and writes no checkpoint
+    assert re.search(r"^train_classifier: skipped: folder:\S+ has no labels", out, re.M), out
+    assert json.loads((repo / "models/classifier/skipped.json").read_text())["skipped"] is True
+    assert not (repo / "models/classifier/checkpoint.pt").exists()
+    assert json.loads((repo / "metrics/classifier.json").read_text()) == {"classifier/skipped": 1}
+    # batch 64 on 36 training images: clamped in one line, so the GAN trained
+    assert "gan.batch_size=64 is larger than the 36 training images: using 36" in out
+    assert "interpret: linear probe and latent arithmetic skipped" in out
+    for path in ("models/gan/checkpoint.pt", "models/vae/checkpoint.pt", "data/generated/gan.npy",
+                 "metrics/evaluate.json", "metrics/render.json", "metrics/interpret.json", "reports/index.md"):
+        assert (repo / path).exists(), path
+    assert "Data and pipelines are up to date" in dvc(repo, "status").stdout
