@@ -111,7 +111,7 @@ def test_readme_folder_example_runs_every_stage(tmp_path):
     assert meta["has_labels"] is False and meta["num_classes"] == 1 and meta["shape"]["train"][1:] == [3, 64, 64]
     assert set(meta["shape"]) == {"train", "test", "val"}
     # the judge classifier says in one line why it was skipped, and writes no checkpoint
-    assert re.search(r"^train_classifier: skipped: folder:\S+ has no labels", out, re.M), out
+    assert re.search(r"^(\[genlab\] )?train_classifier: skipped: folder:\S+ has no labels", out, re.M), out
     assert json.loads((repo / "models/classifier/skipped.json").read_text())["skipped"] is True
     assert not (repo / "models/classifier/checkpoint.pt").exists()
     assert json.loads((repo / "metrics/classifier.json").read_text()) == {"classifier/skipped": 1}
