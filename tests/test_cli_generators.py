@@ -68,7 +68,7 @@ def test_cli_errors_are_one_line(genlab_here):
     code, err = genlab_here("sample", "--model", "nowhere.pt")
     assert code == 2 and "pass --kind gan|vae" in err
     code, err = genlab_here("sample", "--model", "gan", "--kind", "gan", "--n", "0")
-    assert code == 2 and "--n must be >= 1" in err
+    assert code == 2 and "--n: must be >= 1" in err
     code, err = genlab_here("sample", "--model", "missing/gan.pt")
     assert code == 2 and "checkpoint not found" in err
     code, err = genlab_here("traverse", "--model", "vae", "--points", "1")

@@ -74,8 +74,13 @@ from pydantic import Field  # noqa: E402
 from genlab.params import StrictModel  # noqa: E402
 
 
+# samples one call draws at most (the generate stage and `genlab sample --n`): 1,000,000 28 px images
+# are 0.8 GB of uint8, and their latents and float images several times that
+MAX_SAMPLES = 1_000_000
+
+
 class GenerateParams(StrictModel):
-    n_samples: int = Field(10000, ge=1, le=1_000_000)
+    n_samples: int = Field(10000, ge=1, le=MAX_SAMPLES)
     batch_size: int = Field(500, ge=1)
     grid_size: int = Field(100, ge=1, le=1024)  # images in each reports/generate/<model>_grid.png
 

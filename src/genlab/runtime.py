@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import io
 import json
@@ -72,12 +73,20 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     # try (mkstemp's own bytecode, the chmod) left it behind. 64 random bits make a clash with
     # another writer's temporary file as good as impossible (O_EXCL would refuse it).
     tmp_path = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp{path.suffix}"
+    if path.is_dir():  # the rename would fail after all the work, naming the temporary file
+        raise IsADirectoryError(errno.EISDIR, "is a folder; name a file in it", str(path))
     try:
-        os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
+        try:
+            os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
+        except OSError as exc:  # the caller's path, not the temporary file's
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         yield tmp_path
         with open(tmp_path, "rb") as fh:  # the data on disk before the rename makes it visible
             os.fsync(fh.fileno())
-        os.replace(tmp_path, path)
+        try:
+            os.replace(tmp_path, path)
+        except OSError as exc:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from None
         try:  # and the rename itself (a sleep or power loss could otherwise leave an empty file)
             dfd = os.open(path.parent, os.O_RDONLY)
             try:

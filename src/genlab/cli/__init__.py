@@ -61,6 +61,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:  # atomic writes have removed their temporary files on the way out
         print(f"genlab {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `genlab evaluate x.npy | head`: the reader has what it wanted
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+        return 141  # 128 + SIGPIPE, as a shell tool killed by the closed pipe
     except (ValueError, RuntimeError, OSError) as exc:  # OSError: an --out under a file, unwritable, disk full
-        print(f"genlab {args.command}: error: {one_line_error(exc)}", file=sys.stderr)
+        print(f"genlab {args.command}: error: {with_restore_hint(exc, one_line_error(exc))}", file=sys.stderr)
         return 2
+
+
+def with_restore_hint(exc: BaseException, line: str) -> str:
+    """A damaged checkpoint or images file a pipeline stage wrote gets the commands that restore
+    it, as the stages say it (``; restore it with `dvc checkout models/gan` or ...``)."""
+    from genlab.stage import _is_damaged_input, restore_hint
+
+    if not _is_damaged_input(exc) or "dvc " in line:
+        return line
+    hint = restore_hint(line, current="")
+    return f"{line}; {hint}" if hint else line

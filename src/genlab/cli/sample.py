@@ -32,12 +32,14 @@ def resolve_model(model: str, kind: str | None) -> tuple[str, Path]:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from genlab.generate import generate_samples, load_generator
+    from genlab.generate import MAX_SAMPLES, generate_samples, load_generator
     from genlab.grids import save_grid
     from genlab.runtime import resolve_device, write_npy
 
     if args.n < 1:
-        raise ValueError(f"--n must be >= 1, got {args.n}")
+        raise ValueError(f"--n: must be >= 1, got {args.n}")
+    if args.n > MAX_SAMPLES:  # the generate stage's cap (generate.n_samples), in its words
+        raise ValueError(f"--n: must be <= {MAX_SAMPLES}, got {args.n}")
     kind, path = resolve_model(args.model, args.kind)
     device = resolve_device(args.device)
     model = load_generator(kind, path, device)

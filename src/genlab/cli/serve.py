@@ -9,6 +9,7 @@ Ctrl-C stops it.
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from pathlib import Path
 
@@ -87,6 +88,20 @@ def _unique(name: str, taken: dict) -> str:
     return out
 
 
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (as uvicorn binds it), or an OSError naming the address."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise OSError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def run(args: argparse.Namespace) -> int:
     import os
 
@@ -99,10 +114,13 @@ def run(args: argparse.Namespace) -> int:
 
     services, source = load_services(args.models, args.model_uri, args.device)
     app = create_app(services, source)
+    sock = listening_socket(args.host, args.port)  # before "serving ...": a busy port is one error line
     names = ", ".join(f"{n} ({s.kind})" for n, s in services.items())
     print(f"genlab serve: http://{args.host}:{args.port}/ serving {names} from {source}; Ctrl-C stops",
           file=sys.stderr, flush=True)
     # uvicorn handles Ctrl-C itself: it stops accepting, finishes open requests and returns
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning", access_log=False)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False))
+    with sock:
+        server.run(sockets=[sock])
     print("genlab serve: stopped", file=sys.stderr, flush=True)
     return 0

@@ -23,6 +23,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from genlab.serve.generator import BadRequest, GeneratorService, encode_png
 from genlab.serve.page import PAGE
@@ -40,6 +41,11 @@ def create_app(services: dict[str, GeneratorService], source: str = "") -> FastA
             loc = ".".join(str(p) for p in err.get("loc", ())[1:]) or "request"
             parts.append(f"{loc}: {err.get('msg', 'invalid')}, got {err.get('input')!r}")
         return JSONResponse({"error": "; ".join(parts)}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # an unknown route (404) or method (405, with its Allow header): the same shape as every error
+        return JSONResponse({"error": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
 
     @app.exception_handler(BadRequest)
     async def _bad(request: Request, exc: BadRequest) -> JSONResponse:
