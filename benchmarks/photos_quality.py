@@ -59,15 +59,21 @@ def cpu_seconds() -> float:
     return r.ru_utime + r.ru_stime
 
 
+def ensure_folder() -> None:
+    from genlab.data.photo_folder import make_photo_folder
+
+    if not FOLDER.is_dir() or len(list(FOLDER.glob("*.png"))) < 500:
+        make_photo_folder(FOLDER, n=500, size=64, seed=0)
+
+
 def load_data(size: int):
     """(train uint8 (N, 3, size, size), held-out uint8 (1000, 3, 64, 64)) through the pipeline's folder source."""
     import numpy as np
 
     from genlab.data.images import PrepareImagesParams, load_source
-    from genlab.data.photo_folder import make_photo_folder, photo_crops
+    from genlab.data.photo_folder import photo_crops
 
-    if not FOLDER.is_dir() or len(list(FOLDER.glob("*.png"))) < 500:
-        make_photo_folder(FOLDER, n=500, size=64, seed=0)
+    ensure_folder()
     s = load_source(PrepareImagesParams(source=f"folder:{FOLDER}", image_size=size, channels=3), seed=0)
     heldout = np.ascontiguousarray(photo_crops(N_HELDOUT, 64, seed=HELDOUT_SEED).transpose(0, 3, 1, 2))
     return s.train[0], heldout
@@ -268,6 +274,7 @@ def cmd_plot(args) -> int:
 
 def cmd_all(args) -> int:
     names = args.names or list(CANDIDATES)
+    ensure_folder()  # once, before the runs that read it start
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     pending = list(names)
     procs: list[subprocess.Popen] = []
