@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from genlab.evaluate.label_free import LabelFreeParams
 from genlab.params import StrictModel
 
 
@@ -17,6 +18,8 @@ class EvaluateParams(StrictModel):
     # how many real training images form the "real" reference row (judged like a generator)
     n_real: int = Field(10000, ge=100)
     kid_subset_size: int = Field(1000, ge=10)
+    # the judges that need no labels (genlab.evaluate.label_free)
+    label_free: LabelFreeParams = Field(default_factory=LabelFreeParams)
 
 
 SCALARS = ("confidence_mean", "frac_confident", "kl_uniform", "fid", "kid_mean", "kid_std", "inception_score")
