@@ -63,7 +63,8 @@ def test_window_grid_shifts_per_epoch_and_is_a_pure_function():
 
 def _tiny_cfg(**kw) -> CharRNNParams:
     base = dict(layers=1, hidden=32, embed_dim=8, seq_len=16, batch_size=16, lr=1e-2, max_steps=60,
-                eval_interval=20, eval_chars=None, eval_streams=4, threads=1, prime="ab", length=20)
+                eval_interval=20, eval_chars=None, eval_streams=4, threads=1, prime="ab", length=20,
+                lr_schedule="constant")
     return CharRNNParams(**{**base, **kw})
 
 

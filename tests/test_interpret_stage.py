@@ -44,7 +44,7 @@ def rgb_run(tmp_path_factory):
     classifier_model.save(root / "models/classifier/checkpoint.pt", clf.model)
     gan = train_gan(GanParams(**TINY_GAN, batchnorm=True), x_tr, y_tr, seed=0)
     save_generator_checkpoint(gan, root / "models/gan/checkpoint.pt")
-    vae = train_vae(VaeParams(arch="mlp", hidden=32, epochs=1, batch_size=64, z_dim=4),
+    vae = train_vae(VaeParams(arch="mlp", hidden=32, epochs=1, batch_size=64, z_dim=4, lr=1e-3, lr_schedule="constant"),
                     VaeData(x_tr, y_tr, x_te, y_te, 10), seed=0)
     vae_model.save(root / "models/vae/checkpoint.pt", vae.model)
     params = tiny_params(interpret=TINY_INTERPRET, prepare_images={"source": "synthetic-rgb", "image_size": 64,

@@ -163,7 +163,7 @@ def test_loss_decreases_over_a_few_steps():
 
 def test_train_vae_conditional_conv_and_figures(tmp_path):
     data = tiny_data(n_train=96, n_test=40)
-    params = VaeParams(arch="conv", conditional=True, epochs=1, batch_size=32)
+    params = VaeParams(arch="conv", conditional=True, epochs=1, batch_size=32, z_dim=2, lr=1e-3, lr_schedule="constant")
     drawn = []
 
     def draw(epoch, images, recon):  # the hook the stage wires to render.vae_figures
@@ -181,7 +181,8 @@ def test_train_vae_conditional_conv_and_figures(tmp_path):
 
 def test_gaussian_likelihood_trains_and_beta_weights_the_kl():
     data = tiny_data(n_train=64, n_test=32)
-    run = train_vae(VaeParams(hidden=16, likelihood="gaussian", gaussian_std=0.2, epochs=2, batch_size=32), data, seed=0)
+    run = train_vae(VaeParams(hidden=16, likelihood="gaussian", gaussian_std=0.2, epochs=2, batch_size=32, z_dim=2, lr=1e-3,
+                                lr_schedule="constant"), data, seed=0)
     rows = run.history
     assert all(math.isfinite(r["test_loss"]) for r in rows) and rows[-1]["train_loss"] < rows[0]["train_loss"]
     torch.manual_seed(0)
@@ -220,13 +221,15 @@ def test_lr_schedules_take_effect_and_key_the_resume_on_epochs(tmp_path):
 def test_nan_guard_keeps_last_good_checkpoint(tmp_path):
     resume = tmp_path / "resume.pt"
     data = tiny_data()
-    train_vae(VaeParams(arch="mlp", hidden=16, epochs=1, batch_size=32), data, seed=0, resume_path=resume)
+    train_vae(VaeParams(arch="mlp", hidden=16, epochs=1, batch_size=32, lr_schedule="constant"), data, seed=0,
+              resume_path=resume)
     good = resume.read_bytes()
     bad = tiny_data()
     bad.train_images = bad.train_images.astype(np.float32)  # a float set can hold a NaN
     bad.train_images[:] = np.nan
     with pytest.raises(TrainingDiverged, match=r"epoch 2, step 7 .*step 6\) is kept"):
-        train_vae(VaeParams(arch="mlp", hidden=16, epochs=2, batch_size=32), bad, seed=0, resume_path=resume)
+        train_vae(VaeParams(arch="mlp", hidden=16, epochs=2, batch_size=32, lr_schedule="constant"), bad, seed=0,
+                  resume_path=resume)
     assert resume.read_bytes() == good
 
 

@@ -266,11 +266,13 @@ class ModelSection(StrictModel):
 
 
 def model_section(name: str, config_cls: type, base: type[M], *, section: str, exclude: tuple[str, ...] = (),
-                  data_key_paths: dict[str, str] | None = None, doc: str | None = None) -> type[M]:
+                  data_key_paths: dict[str, str] | None = None, doc: str | None = None,
+                  defaults: dict[str, Any] | None = None) -> type[M]:
     """A params section class: `base`'s training keys (a :class:`ModelSection`) plus the fields
     of the model config dataclass `config_cls` (minus `exclude`: those the stage derives from the
     data), with the same types, defaults and ranges (``bounds`` metadata). Declared once, so
-    they cannot drift."""
+    they cannot drift. `defaults` replaces the model's default of a field where the training
+    default (params.yaml's) differs from the model's own."""
     import dataclasses
     import typing
 
@@ -282,6 +284,7 @@ def model_section(name: str, config_cls: type, base: type[M], *, section: str, e
         if f.name in exclude:
             continue
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        default = (defaults or {}).get(f.name, default)
         fields[f.name] = (hints[f.name], Field(default, **f.metadata.get("bounds", {})))
     cls = create_model(name, __base__=base, __module__=base.__module__, **fields)
     cls.__doc__ = doc or base.__doc__

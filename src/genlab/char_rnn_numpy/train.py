@@ -34,7 +34,7 @@ class CharRNNNumpyParams(StrictModel):
 
     # model
     hidden_size: int = Field(128, gt=0)
-    num_layers: int = Field(1, ge=1)
+    num_layers: int = Field(2, ge=1)
     dtype: Literal["float32", "float64"] = "float32"
     # BLAS threads for the matrix products; 1 is fastest for these small (B, H) @ (H, H)
     # products and is robust on a shared machine (OpenBLAS's threads wait for each other on busy
@@ -47,7 +47,7 @@ class CharRNNNumpyParams(StrictModel):
     lr: float = Field(2e-3, gt=0)
     momentum: float = Field(0.0, ge=0, lt=1)  # sgd only
     clip: float = Field(5.0, gt=0)  # every gradient element clipped to [-clip, clip]
-    max_steps: int = Field(2000, gt=0)
+    max_steps: int = Field(3000, gt=0)
     max_seconds: float | None = Field(None, gt=0)  # opt-in wall-clock stop (then results depend on the machine)
     checkpoint_every: int = Field(250, gt=0)  # steps between resume checkpoints
     loss_smoothing: float = Field(0.999, ge=0, lt=1)  # EMA of the training loss, as min-char-rnn

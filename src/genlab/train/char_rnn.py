@@ -35,11 +35,11 @@ class _CharRNNTrainParams(ModelSection):
 
     seq_len: int = Field(64, ge=2)
     batch_size: int = Field(32, gt=0)
-    lr: float = Field(2e-3, gt=0)
+    lr: float = Field(7e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
     grad_clip: float = Field(1.0, gt=0)  # max global gradient norm
-    lr_schedule: Literal["constant", "cosine"] = "constant"  # cosine: to lr/10 at max_steps
-    max_steps: int = Field(1000, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "cosine"  # cosine: to lr/10 at max_steps
+    max_steps: int = Field(500, gt=0)
     max_seconds: float | None = Field(None, gt=0)  # opt-in wall-time stop (then results depend on the machine)
     eval_interval: int = Field(100, gt=0)
     eval_chars: int | None = Field(32768, gt=0)  # val chars per periodic eval (null: all); the final eval uses all

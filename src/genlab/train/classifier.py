@@ -37,7 +37,7 @@ class _ClassifierTrainParams(ModelSection):
     momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
     weight_decay: float = Field(0.0, ge=0)
     schedule: Literal["onecycle", "cosine", "constant"] = "onecycle"
-    epochs: int = Field(3, ge=1)
+    epochs: int = Field(2, ge=1)
     batch_size: int = Field(128, ge=1)
     augment: bool = False
     max_shift: float = Field(2.0, ge=0)  # pixels

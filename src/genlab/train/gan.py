@@ -39,11 +39,11 @@ class _GanTrainParams(ModelSection):
 
     loss: Literal["bce", "nonsaturating", "lsgan"] = "nonsaturating"
     conditional: bool = False  # class-conditional G and projection D (needs labels)
-    epochs: int = Field(1, gt=0)
+    epochs: int = Field(6, gt=0)
     # a budget in images seen: overrides epochs with the fewest whole epochs that see this many images
     images: int | None = Field(None, gt=0)
-    batch_size: int = Field(128, gt=0)
-    lr: float = Field(2e-4, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(6e-4, gt=0)
     lr_d: float | None = Field(None, gt=0)  # overrides lr for D
     lr_g: float | None = Field(None, gt=0)  # overrides lr for G
     # adam (beta1, beta2) | rmsprop (alpha = beta2, momentum) | sgd (momentum): the seed report compared all three
@@ -71,7 +71,7 @@ class _GanTrainParams(ModelSection):
     recal_samples: int = Field(10240, gt=0)  # prior samples per recalibration (at most 4x the training images, >= 1024)
     n_samples: int = Field(64, gt=0, le=1024)  # images in each grid
     # images seen between frames of the progress video (fixed noise, G as trained); 0: no frames
-    video_every: int = Field(0, ge=0)
+    video_every: int = Field(6000, ge=0)
     video_fps: int = Field(10, gt=0, le=60)  # frames per second of reports/gan/progress.mp4
     log_every: int = Field(20, gt=0)  # steps per row of plots/gan/losses.tsv
     checkpoint_every: int = Field(100, gt=0)  # steps between resume checkpoints

@@ -40,12 +40,12 @@ class _VaeTrainParams(ModelSection):
 
     conditional: bool = False  # one-hot label concatenated to encoder input and latent
     beta: float = Field(1.0, ge=0)  # KL weight; 1 is the plain VAE
-    lr: float = Field(1e-3, gt=0)  # Adam
+    lr: float = Field(5e-3, gt=0)  # Adam
     # per step over all epochs: cosine decays to lr/10; onecycle warms up over the first quarter to lr, then anneals
-    lr_schedule: Literal["constant", "cosine", "onecycle"] = "constant"
-    epochs: int = Field(10, ge=1)
+    lr_schedule: Literal["constant", "cosine", "onecycle"] = "onecycle"
+    epochs: int = Field(12, ge=1)
     batch_size: int = Field(128, ge=2)
-    recon_every: int = Field(1, ge=1)  # reconstructions of fixed test images every N epochs
+    recon_every: int = Field(2, ge=1)  # reconstructions of fixed test images every N epochs
     log_every: int = Field(50, ge=1)  # steps per history row (MLflow curves)
     checkpoint_every: int = Field(200, ge=1)  # steps between resume checkpoints
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 autocast on CUDA and CPUs with native bf16 (AMX, AVX512-BF16), fp32 elsewhere
@@ -56,7 +56,8 @@ class _VaeTrainParams(ModelSection):
 
 DATA_KEY_PATHS = {"image_shape": "prepare_images.image_size", "num_classes": "vae.conditional"}
 VaeParams = model_section("VaeParams", vae_model.Config, _VaeTrainParams, section="vae",
-                          exclude=("image_shape", "num_classes"), data_key_paths=DATA_KEY_PATHS)
+                          exclude=("image_shape", "num_classes"), data_key_paths=DATA_KEY_PATHS,
+                          defaults={"z_dim": 16})  # the model's own default, 2, draws the manifold figures
 # The only vae keys that may differ between a run and its resume (genlab.params.resume_key):
 # epochs (a run may be extended; not with a schedule, which it sets), recon_every (figures
 # only), log_every and checkpoint_every (bookkeeping).
