@@ -67,3 +67,35 @@ def judge_generators(cfg: EvaluateParams, *, seed: int, device: Any, samples: di
         plot_labelled_samples(images, preds, conf, report_dir / f"{name}_samples.png", n=30, seed=seed,
                               title=f"{name}: 30 random samples, predicted label (confidence)")
     return metrics, hists
+
+
+def judge_rows_label_free(cfg: EvaluateParams, *, seed: int, device: Any, samples: dict[str, Path],
+                          data_dir: Path) -> tuple[dict, dict]:
+    """The label-free judges (:mod:`genlab.evaluate.label_free`) on each samples file and a `real` row.
+
+    The test split is cut in two halves: the first is the held-out reference of every row, the
+    second is the `real` row, so that row is judged on images no judge or reference was fitted
+    on. Returns (metrics {row: {key: float}}, judges {judge: one line of how, or why skipped}).
+    """
+    from genlab.data.arrays import load_images, load_split
+    from genlab.evaluate.label_free import inception_plan, judge_label_free
+
+    train_images, _ = load_split(data_dir, "train")
+    test_images, _ = load_split(data_dir, "test")
+    half = len(test_images) // 2
+    reference, real_row = test_images[:half], test_images[half:]
+    rows = {"real": real_row, **{name: load_images(path) for name, path in samples.items()}}
+    lf = cfg.label_free
+    metrics = {name: judge_label_free(images, train_images, reference, seed=seed, device=device, cfg=lf)
+               for name, images in rows.items()}
+    weights, inception_line = inception_plan(lf, device)
+    judges = {
+        "two-sample test": f"c2st_acc: held-out accuracy of a small CNN telling {min(lf.c2st_n, half)} real test "
+                           f"images from as many samples, {lf.c2st_epochs} epochs (0.5 = indistinguishable)",
+        "precision / recall": f"k-NN manifolds (k={lf.pr_k}) of {lf.pr_n} images per side in a fixed random "
+                              "conv net's features",
+        "memorisation": f"{lf.mem_n} samples' nearest training image (downsampled pixels) against held-out real "
+                        "images': share closer than their 5th percentile, and the ratio of medians",
+        "Inception FID/KID": inception_line if weights is None else f"ran: {inception_line}",
+    }
+    return metrics, judges

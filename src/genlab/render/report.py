@@ -54,10 +54,19 @@ def _evaluate_table(metrics_dir: Path) -> list[str]:
     blocks = {k: v for k, v in data.items() if isinstance(v, dict)}
     if not blocks:
         return []
-    keys = list(next(iter(blocks.values())))
+    keys = list(dict.fromkeys(k for block in blocks.values() for k in block))  # every row's keys, in order
     out = ["| images | " + " | ".join(keys) + " |", "|---" * (len(keys) + 1) + "|"]
     out += [f"| {name} | " + " | ".join(f"{v.get(k, float('nan')):.4g}" for k in keys) + " |" for name, v in blocks.items()]
     return out
+
+
+def _judges_lines(reports_dir: Path) -> list[str]:
+    """Which judges ran on the generated images and how, which were skipped and why."""
+    path = reports_dir / "evaluate" / "judges.json"
+    if not path.exists():
+        return []
+    judges = json.loads(path.read_text())
+    return [f"- **{name}**: {how}" for name, how in judges.items()] + [""]
 
 
 def _interpret_tables(metrics_dir: Path) -> list[str]:
@@ -98,10 +107,14 @@ def build_report(reports_dir: Path, metrics_dir: Path, title: str = "genlab run 
     lines = [f"# {title}", ""]
     ev = _evaluate_table(metrics_dir)
     if ev:
-        lines += ["## Generated images judged by the classifier", "",
+        lines += ["## Generated images judged (classifier and label-free judges)", "",
                   "`fid`/`kid`: classifier-feature distances to the real test set (lower is better); "
                   "`kl_uniform`: KL(class histogram ‖ uniform) in nats; `frac_confident`: share of images "
-                  "classified with confidence ≥ 0.9; `real` is a held-out real split judged the same way.", "", *ev, ""]
+                  "classified with confidence ≥ 0.9; `real` is a held-out real split judged the same way. "
+                  "Label-free (docs/judges.md): `c2st_acc` two-sample-test accuracy (0.5 best), `precision` / "
+                  "`recall` (1 best), `memorisation` share of samples nearer a training image than real held-out "
+                  "images are (about 0.05 when nothing is copied), `memorisation_ratio` of median distances.", "",
+                  *_judges_lines(reports_dir), *ev, ""]
     interp = _interpret_tables(metrics_dir)
     if interp:
         lines += ["## Linear probe on D and latent arithmetic", "", *interp]
