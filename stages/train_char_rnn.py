@@ -8,7 +8,8 @@ from genlab.models import char_rnn as char_rnn_model
 from genlab.runtime import resolve_device, seed_everything, write_json, write_text, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
-from genlab.tracking import data_fingerprint, log_stage
+from genlab.tracking import data_fingerprint, live_stage_run, log_stage
+from genlab.train.curves import LiveCurve
 from genlab.train.char_rnn import CharRNNParams, sample_reports, train_char_rnn
 
 DATA = Path("data/text")
@@ -24,24 +25,27 @@ def main() -> int:
     seed_everything(common.seed)
     device = resolve_device(common.device)
     train_ids, val_ids, vocab = load_text_data(DATA)
-    result = train_char_rnn(cfg, train_ids, val_ids, vocab.chars, device, seed=common.seed, resume_path=RESUME,
-                            data_fingerprint=data_fingerprint(DATA / "meta.json"))
-    if not is_main_process():
-        return 0  # under DDP, rank 0 writes the outputs
-    char_rnn_model.save(CHECKPOINT, result.model, vocab={"chars": list(vocab.chars)}, prime=cfg.prime,
-                        step=int(result.metrics["char_rnn/best_step"]), metrics=result.metrics)
-    generated, sweep = sample_reports(result.model, Vocab(vocab.chars), cfg, seed=common.seed)
-    write_json(METRICS, result.metrics)
-    write_tsv(LOSS, result.history)
-    write_text(REPORTS / "generated.txt", generated)
-    write_text(REPORTS / "temperature_sweep.txt", sweep)
-    log_stage(
-        "train_char_rnn", common, cfg, metrics=result.metrics, history={"loss": result.history},
-        artifacts=[REPORTS / "generated.txt", REPORTS / "temperature_sweep.txt", LOSS],
-        models={"char_rnn": CHECKPOINT},
-        tags={"data_sha256": data_fingerprint(DATA / "meta.json"), "device": str(device),
-              "resumed_from_step": result.resumed_from_step},
-    )
+    # the MLflow run is open while it trains: loss.tsv and the run's curves grow every eval_interval
+    with live_stage_run("train_char_rnn", common, cfg) as run:
+        curve = LiveCurve(LOSS, run, name="loss", columns=("step", "train_loss", "val_loss", "val_acc"))
+        result = train_char_rnn(cfg, train_ids, val_ids, vocab.chars, device, seed=common.seed, resume_path=RESUME,
+                                data_fingerprint=data_fingerprint(DATA / "meta.json"), history_sinks={"eval": curve})
+        if not is_main_process():
+            return 0  # under DDP, rank 0 writes the outputs
+        char_rnn_model.save(CHECKPOINT, result.model, vocab={"chars": list(vocab.chars)}, prime=cfg.prime,
+                            step=int(result.metrics["char_rnn/best_step"]), metrics=result.metrics)
+        generated, sweep = sample_reports(result.model, Vocab(vocab.chars), cfg, seed=common.seed)
+        write_json(METRICS, result.metrics)
+        write_tsv(LOSS, result.history)
+        write_text(REPORTS / "generated.txt", generated)
+        write_text(REPORTS / "temperature_sweep.txt", sweep)
+        log_stage(
+            "train_char_rnn", common, cfg, metrics=result.metrics, history={"loss": result.history},
+            artifacts=[REPORTS / "generated.txt", REPORTS / "temperature_sweep.txt", LOSS],
+            models={"char_rnn": CHECKPOINT}, run=run,
+            tags={"data_sha256": data_fingerprint(DATA / "meta.json"), "device": str(device),
+                  "resumed_from_step": result.resumed_from_step},
+        )
     return 0
 
 

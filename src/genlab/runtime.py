@@ -151,8 +151,13 @@ def write_tsv(path: str | Path, rows: list[dict[str, Any]]) -> Path:
     if not rows:
         return write_text(path, "")
     keys = list(rows[0])
-    lines = ["\t".join(keys)] + ["\t".join(_fmt(r.get(k)) for k in keys) for r in rows]
+    lines = ["\t".join(keys)] + [format_tsv_row(r, keys) for r in rows]
     return write_text(path, "\n".join(lines) + "\n")
+
+
+def format_tsv_row(row: dict[str, Any], keys: list[str]) -> str:
+    """One row of :func:`write_tsv`'s format (no newline): the values of `keys`, tab-separated."""
+    return "\t".join(_fmt(row.get(k)) for k in keys)
 
 
 def save_figure(fig: "matplotlib.figure.Figure", path: str | Path, **kwargs: Any) -> Path:  # noqa: F821

@@ -226,6 +226,7 @@ class StageRun:
     def __init__(self, client: Any = None, run_id: str | None = None, uri: str | None = None,
                  parent_id: str | None = None):
         self.client, self.run_id, self.uri, self.parent_id = client, run_id, uri, parent_id
+        self.streamed: set[str] = set()  # history curves already logged live (genlab.train.curves)
 
     @property
     def active(self) -> bool:
@@ -414,6 +415,62 @@ def stage_run(
             log(f"warning: could not close MLflow run: {one_line(exc)}")
 
 
+@contextlib.contextmanager
+def live_stage_run(stage: str, common: CommonParams, params: Any,
+                   tags: dict[str, Any] | None = None) -> Iterator[StageRun]:
+    """The stage's MLflow run, open from the stage's start to its end (training stages).
+
+    Curves log into it while the stage trains (:class:`genlab.train.curves.LiveCurve`), MLflow's
+    system metrics (CPU, memory, disk, network, GPU; needs psutil) sample it in a thread, and
+    :func:`log_stage` ``(..., run=run)`` adds the final metrics, artifacts and models to it. The
+    store is locked only while writing, never for the whole stage. Inactive (every method a
+    no-op) when tracking is off, the store is unreachable, or this is not rank 0 under DDP.
+    """
+    from genlab.distributed import is_main_process
+
+    if not common.tracking.enabled or not is_main_process():
+        yield StageRun()
+        return
+    if hasattr(params, "model_dump"):
+        params = params.model_dump(mode="json")
+    opened = stage_run(stage, common, params or {}, tags)
+    with store_lock(tracking_uri()):
+        run = opened.__enter__()
+    monitor = _system_metrics(run)
+    exc_info: tuple[Any, Any, Any] = (None, None, None)
+    try:
+        yield run
+    except BaseException as exc:
+        exc_info = (type(exc), exc, exc.__traceback__)
+        raise
+    finally:
+        if monitor is not None:
+            with contextlib.suppress(Exception):
+                monitor.finish()
+        with store_lock(tracking_uri()):
+            try:
+                opened.__exit__(*exc_info)
+            except BaseException as exc:  # noqa: BLE001 - the stage's own exception, re-raised above
+                if exc is not exc_info[1]:
+                    raise
+
+
+def _system_metrics(run: StageRun) -> Any:
+    """MLflow's system-metrics sampler on `run` (started), or None without psutil or a run."""
+    if not run.active:
+        return None
+    try:
+        import psutil  # noqa: F401 - MLflow's CPU and memory monitors need it
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run.run_id, tracking_uri=run.uri)
+        monitor.start()
+        return monitor
+    except Exception as exc:  # noqa: BLE001 - a sampler is a nicety, never a failed stage
+        log(f"warning: no MLflow system metrics for this stage: {one_line(exc)}")
+        return None
+
+
 def safe(fn, *args: Any, **kwargs: Any) -> None:
     """Call a logging function; a tracking failure becomes a warning, never a lost stage.
     A write that met another writer's lock ("database is locked") is tried again with backoff."""
@@ -447,6 +504,7 @@ def log_stage(
     models: dict[str, Any] | None = None,
     tags: dict[str, Any] | None = None,
     parent_artifacts: list[str | Path] | None = None,
+    run: StageRun | None = None,
 ) -> None:
     """Log a finished stage to MLflow in one go, *after* its DVC outputs are written.
 
@@ -456,17 +514,23 @@ def log_stage(
     maps an artifact name to the model's checkpoint path (``{"generator":
     "models/gan/checkpoint.pt"}``), logged as an MLflow pyfunc model (see
     :meth:`StageRun.log_model`); `parent_artifacts` go to the pipeline's parent run (the run
-    report). Never raises: a tracking failure is a warning.
+    report). `run`: the stage's :func:`live_stage_run` (params already logged; curves it
+    streamed are not logged again); None opens and closes a run here. Never raises: a tracking
+    failure is a warning.
     """
     if hasattr(params, "model_dump"):
         params = params.model_dump(mode="json")
+    live = run is not None
     try:
         with store_lock(tracking_uri()) if common.tracking.enabled else contextlib.nullcontext(), \
-                stage_run(stage, common, params or {}, tags) as run:
+                (contextlib.nullcontext(run) if run is not None else stage_run(stage, common, params or {}, tags)) as run:
             if not run.active:
                 return
+            if live and tags:  # a run opened here got them at creation
+                safe(run.set_tags, tags)
             for name, rows in (history or {}).items():
-                safe(run.log_history, rows, "step", "")
+                if name not in run.streamed:
+                    safe(run.log_history, rows, "step", "")
             safe(run.log_metrics, metrics or {})
             for path in artifacts or []:
                 safe(run.log_artifact, path, None)

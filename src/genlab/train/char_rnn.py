@@ -195,7 +195,7 @@ class CharRNNStep(StepModule):
 
 def train_char_rnn(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str],
                    device: torch.device, *, seed: int = 0, resume_path: str | Path | None = None,
-                   data_fingerprint: str = "") -> CharRNNResult:
+                   data_fingerprint: str = "", history_sinks: dict[str, Any] | None = None) -> CharRNNResult:
     """Train a char-RNN (`cfg`: a :data:`CharRNNParams`) for ``max_steps``; return the best
     model by validation loss (loaded), its history and metrics."""
     with torch_threads(cfg.threads):
@@ -229,6 +229,7 @@ def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: li
         seed=seed, device=device, amp=cfg.amp, drop_last=True, max_steps=cfg.max_steps, max_seconds=cfg.max_seconds,
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.eval_interval,
         resume_path=resume_path, resume_key=key, data_fingerprint=data_fingerprint,
+        history_sinks=history_sinks or {},
     ), trainer)
     res = loop.run()
     if trainer.best_state is None:

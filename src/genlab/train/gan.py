@@ -396,6 +396,7 @@ def train_gan(
     resume_path: str | Path | None = None,
     grid_dir: str | Path | None = None,
     on_epoch_end: Callable[[int, Generator, Generator], None] | None = None,
+    history_sinks: dict[str, Any] | None = None,
 ) -> GanResult:
     """Train a DCGAN (`cfg`: a :data:`GanParams`) on uint8 images (N, C, H, W).
 
@@ -422,6 +423,7 @@ def train_gan(
         name="gan", n_items=n, batch_size=cfg.batch_size, epochs=epochs, seed=seed, device=device, amp=cfg.amp,
         drop_last=True,  # BatchNorm dislikes tiny last batches
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, resume_path=resume_path,
+        history_sinks=history_sinks or {},
         resume_key=resume_key(cfg), data_fingerprint=array_fingerprint(images, labels if num_classes else None),
         eval_every=max(1, cfg.video_every // min(cfg.batch_size, n)) if cfg.video_every else None,  # video frames
     )

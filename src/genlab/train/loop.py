@@ -22,6 +22,10 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
   validation) and ``on_eval`` every ``eval_every`` steps. Hooks run under
   ``torch.random.fork_rng``: what they draw cannot change training.
 * ``max_steps`` and the opt-in ``max_seconds`` stop early; the result says what stopped it.
+* **Live curves**: ``history_sinks`` (``{"step" | "epoch" | "eval": sink}``, e.g. a
+  :class:`genlab.train.curves.LiveCurve`) see each history row as it is made (``sink.append``),
+  and, at start, the rows a resume restored (``sink.reset``): a curve on disk or in MLflow grows
+  while training runs, and a resumed run continues the checkpoint's rows without repeating any.
 
 * **Data parallel** (under ``torchrun``, :mod:`genlab.distributed`): each of N ranks takes
   every N-th item of the global batch (``batch_size`` stays the global batch and must divide by
@@ -108,6 +112,8 @@ class LoopConfig:
     resume_path: str | Path | None = None
     resume_key: dict[str, Any] = field(default_factory=dict)  # the trainer's config values that must match (genlab.params.resume_key)
     data_fingerprint: str = ""
+    # history kind ("step" | "epoch" | "eval") -> a sink with reset(rows) and append(row); rank 0 only
+    history_sinks: dict[str, Any] = field(default_factory=dict)
 
     @property
     def batch(self) -> int:
@@ -336,6 +342,11 @@ class Loop:
                                     train_s, resumed_from, "restored")
             log(f"{name}: resuming from {cfg.resume_path} at epoch {self.epoch + 1}, step {self.step}/{self.total_steps}")
 
+        sinks = cfg.history_sinks if self.is_main else {}
+        for kind, rows in (("step", history), ("epoch", epoch_history), ("eval", eval_history)):
+            if kind in sinks:
+                sinks[kind].reset(rows)
+
         def acc() -> dict[str, Any]:
             return {"history": history, "epoch_history": epoch_history, "eval_history": eval_history,
                     "metric_names": names, "sums": None if sums is None else sums.cpu(),
@@ -378,6 +389,8 @@ class Loop:
                     means = (sums / count).tolist()
                     history.append({"step": self.step, "epoch": self.epoch + 1,
                                     **{k: round(v, 6) for k, v in zip(names, means)}})
+                    if "step" in sinks:
+                        sinks["step"].append(history[-1])
                     sums.zero_()
                     count = 0
                     bar.set_postfix({k: f"{v:.3f}" for k, v in list(zip(names, means))[:3]})
@@ -391,6 +404,8 @@ class Loop:
                         row = t.on_eval(self.step)
                     if row is not None:
                         eval_history.append({"step": self.step, "epoch": self.epoch + 1, **row})
+                        if "eval" in sinks:
+                            sinks["eval"].append(eval_history[-1])
                     t0 = time.perf_counter()
                 if (cfg.checkpoint_every and self.step % cfg.checkpoint_every == 0 and self.step_in_epoch < spe
                         and not last_step):
@@ -416,6 +431,8 @@ class Loop:
                 row = t.on_epoch_end(self.epoch)
             if row is not None:
                 epoch_history.append({"epoch": self.epoch, "step": self.step, **row})
+                if "epoch" in sinks:
+                    sinks["epoch"].append(epoch_history[-1])
             self._save(self.epoch == cfg.epochs or self.step >= self.total_steps, acc())
             last_good = f"the last good checkpoint ({cfg.resume_path}, step {self.step}) is kept"
             if self.step >= self.total_steps and self.epoch < cfg.epochs:

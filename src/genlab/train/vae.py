@@ -209,7 +209,8 @@ class VaeStep(StepModule):
 
 
 def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str = "cpu",
-              resume_path: str | Path | None = None, on_reconstruction: ReconstructionHook | None = None) -> VaeRun:
+              resume_path: str | Path | None = None, on_reconstruction: ReconstructionHook | None = None,
+              history_sinks: dict[str, Any] | None = None) -> VaeRun:
     """Train a VAE (`cfg`: a :data:`VaeParams`) on `data`. Raises :class:`TrainingDiverged` on a
     NaN/Inf loss, leaving the last good resume checkpoint in place. `on_reconstruction(epoch,
     images, reconstructions)` receives the fixed test images and their decoded means (float
@@ -227,6 +228,7 @@ def train_vae(cfg: Any, data: VaeData, *, seed: int, device: torch.device | str 
         name="vae", n_items=data.train_images.shape[0], batch_size=cfg.batch_size, epochs=cfg.epochs, seed=seed,
         device=device, amp=cfg.amp, drop_last=True, log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every,
         resume_path=resume_path, resume_key=key, data_fingerprint=data.fingerprint,
+        history_sinks=history_sinks or {},
     )
     trainer = VaeStep(cfg, model, data, device, seed, on_reconstruction, loop_cfg.total_steps)
     loop = Loop(loop_cfg, trainer)
