@@ -5,21 +5,40 @@ BIN    := $(VENV)/bin
 # The torch build this project is developed against; override for another CUDA/CPU build:
 #   make TORCH="torch torchvision"
 TORCH  ?= torch==2.14.1 torchvision==0.29.1
+# The lock file: every other dependency pinned, resolved for this target (make lock refreshes it)
+LOCK        ?= requirements.lock
+LOCK_TARGET := --python-version 3.11 --python-platform x86_64-manylinux_2_28
+# torch, torchvision and what only they pull in (CUDA runtime wheels, triton) stay out of the
+# lock: $(TORCH) installs them, so another build (CPU, another CUDA) keeps working
+LOCK_SKIP   := torch|torchvision|triton|nvidia-[a-z0-9-]*|cuda-[a-z0-9-]*
 # a worker per core, whole test files each (the tests of a file share fixtures and run in order)
 PYTEST_ARGS ?= -n auto --dist loadfile
 
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test install repro clean-outputs study
+.PHONY: run test install lock repro clean-outputs study
 
 install: $(VENV)/.installed
 
-$(VENV)/.installed: pyproject.toml
+# the exact versions of $(LOCK), no resolver run (--no-deps), then pip check says they fit
+$(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $@
+
+## re-resolve $(LOCK) from pyproject.toml (newest versions within its ranges, torch as $(TORCH))
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q uv
+	printf '%s\n' $(TORCH) > $(VENV)/torch-pins.txt
+	skip=$$($(BIN)/uv pip compile -q pyproject.toml --extra dev $(LOCK_TARGET) -c $(VENV)/torch-pins.txt \
+	        --no-header --no-annotate | sed -nE 's/^($(LOCK_SKIP))==.*/--no-emit-package \1/p'); \
+	$(BIN)/uv pip compile -q pyproject.toml --extra dev $(LOCK_TARGET) -c $(VENV)/torch-pins.txt \
+	        $$skip --custom-compile-command 'make lock' -o $(LOCK)
 
 ## the whole pipeline on the default (offline) params; a second call runs nothing
 run: install
