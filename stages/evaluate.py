@@ -4,7 +4,7 @@ when there is one, and always with the label-free judges (library: genlab.evalua
 from pathlib import Path
 
 from genlab.evaluate.judge import EvaluateParams, judge_generators, judge_rows_label_free
-from genlab.generate import GENERATORS
+from genlab.generate import GENERATORS, default_checkpoint
 from genlab.runtime import log, resolve_device, seed_everything, write_json
 from genlab.stage import load_stage_params, run_stage
 from genlab.tracking import data_fingerprint, log_stage
@@ -36,7 +36,8 @@ def main() -> int:
     flat = {f"evaluate/{row}/{k}": v for row, block in metrics.items() for k, v in block.items()}
     log_stage("evaluate", common, cfg, metrics=flat, tags={"device": device.type,
               "data_sha256": data_fingerprint("data/images/meta.json")},
-              artifacts=sorted(REPORTS.glob("*")))
+              artifacts=sorted(REPORTS.glob("*")),
+              model_metrics={default_checkpoint(name): metrics[name] for name in GENERATORS if name in metrics})
     return 0
 
 

@@ -43,6 +43,7 @@ def main() -> int:
             "train_char_rnn", common, cfg, metrics=result.metrics, history={"loss": result.history},
             artifacts=[REPORTS / "generated.txt", REPORTS / "temperature_sweep.txt", LOSS],
             models={"char_rnn": CHECKPOINT}, run=run,
+            datasets={"train": train_ids, "val": val_ids}, data_dir=DATA,
             tags={"data_sha256": data_fingerprint(DATA / "meta.json"), "device": str(device),
                   "resumed_from_step": result.resumed_from_step},
         )

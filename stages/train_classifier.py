@@ -65,6 +65,7 @@ def main() -> int:
                             for r in result.history]},
         artifacts=[CONFUSION, f"{PLOTS}/loss.tsv", f"{PLOTS}/accuracy.tsv"],
         models={"classifier": CHECKPOINT},
+        datasets={"train": (x_train, y_train), "test": (x_test, y_test)}, data_dir=DATA,
         tags={"device": device.type, "data_sha256": data_fingerprint(DATA / "meta.json"),
               "resumed_from_step": result.resumed_from_step, "train_seconds": f"{result.seconds:.1f}"},
     )

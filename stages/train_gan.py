@@ -48,6 +48,7 @@ def main() -> int:
             f"g_loss {result.metrics['gan/g_loss']:.3f}")
         log_stage("train_gan", common, cfg, metrics=result.metrics, history={"losses": result.history},
                   artifacts=[REPORTS], models={"generator": CHECKPOINT}, run=run,
+                  datasets={"train": (images, labels)}, data_dir=DATA,
                   tags={"arch": cfg.arch, "loss": cfg.loss, "resumed_from_step": result.resumed_from_step,
                         "device": device.type, "data_sha256": data_fingerprint(DATA / "meta.json")})
     return 0

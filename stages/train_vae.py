@@ -56,6 +56,7 @@ def main() -> int:
             f"({run.wall_s:.0f} s of training, resumed from step {run.resumed_from})")
         log_stage("train_vae", common, cfg, metrics=run.metrics, history={"loss": run.history, "steps": run.steps},
                   artifacts=figures, models={"vae": CHECKPOINT}, run=mlrun,
+                  datasets={"train": (train_x, train_y), "test": (test_x, test_y)}, data_dir=DATA,
                   tags={"arch": cfg.arch, "device": device.type, "resumed_from_step": run.resumed_from,
                         "data_sha256": data_fingerprint(DATA / "meta.json")})
     return 0

@@ -32,6 +32,8 @@ class TrackingParams(StrictModel):
     experiment: str = Field("genlab", min_length=1)
     # Log trained models as MLflow PyTorch models (slower; the DVC checkpoint is always written).
     log_models: bool = True
+    # also register each logged model as a new version of `<register_as>-<model name>` (None: don't)
+    register_as: str | None = Field(None, min_length=1)
 
 
 class DistributedParams(StrictModel):

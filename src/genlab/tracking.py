@@ -276,12 +276,15 @@ class StageRun:
             for k, v in tags.items():
                 self.client.set_tag(self.run_id, k, str(v))
 
-    def log_model(self, checkpoint: str | os.PathLike, name: str = "model") -> None:
+    def log_model(self, checkpoint: str | os.PathLike, name: str = "model", register_as: str | None = None) -> None:
         """Log a genlab checkpoint as an MLflow model called `name` that runs no pickle when loaded.
 
         The model is a pyfunc whose code is genlab's and whose only artifact is the checkpoint
         (read with ``torch.load(weights_only=True)``; see :mod:`genlab.serve.pyfunc`), with a
-        signature: ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` answer with it.
+        signature: ``mlflow.pyfunc.load_model`` and ``mlflow models serve`` answer with it. It is
+        an MLflow 3 LoggedModel: its URI ``models:/<model_id>`` is logged and set as the run tag
+        ``genlab.model.<name>``. `register_as`: also a new version of registered model
+        ``<register_as>-<name>``.
         """
         if not self.active:
             return
@@ -290,8 +293,55 @@ class StageRun:
             raise TypeError(f"models[{name!r}]: expected the path of a genlab checkpoint, got {type(checkpoint).__name__}")
         from genlab.serve.pyfunc import log_checkpoint_model
 
+        registered = f"{register_as}-{name}" if register_as else None
         with _activate(self.uri, self.run_id), _quiet_artifact_progress():
-            log_checkpoint_model(checkpoint, name)
+            info = log_checkpoint_model(checkpoint, name, registered)
+        self.client.set_tag(self.run_id, f"genlab.model.{name}", info.model_uri)
+        log(f"mlflow: {name} logged as {info.model_uri}" + (f", registered as {registered}" if registered else ""))
+
+    def log_dataset(self, features: Any, *, context: str, data_dir: str | Path, targets: Any = None) -> None:
+        """Log the prepared data set in `data_dir` as this run's input (``mlflow.log_input``).
+
+        Its name is ``<source of meta.json>/<split>`` (``synthetic-digits/train``: MLflow keeps one
+        input per name and digest, so the splits need their own names), its source the folder,
+        its digest the first 32 hex digits of the sha256 of ``meta.json`` (which holds every data
+        file's sha256; MLflow keeps 36 characters), its context the split (``train`` | ``test``
+        | ``val``). `features` (and `targets`) give the schema and profile.
+        """
+        if not self.active:
+            return
+        import json
+
+        import mlflow
+        import mlflow.data
+
+        meta_path = Path(data_dir) / "meta.json"
+        meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+        dataset = mlflow.data.from_numpy(features, targets=targets, source=str(Path(data_dir).resolve()),
+                                         name=f"{meta.get('source', Path(data_dir).name)}/{context}",
+                                         digest=data_fingerprint(meta_path)[:32])
+        with _activate(self.uri, self.run_id):
+            mlflow.log_input(dataset, context=context)
+
+    def log_model_metrics(self, checkpoint: str | os.PathLike, metrics: dict[str, float]) -> list[str]:
+        """Log `metrics` to the LoggedModel(s) of `checkpoint` (found by its sha256 tag) and to
+        this run; return their model ids (none when the checkpoint was never logged as a model)."""
+        if not self.active:
+            return []
+        import mlflow
+
+        from genlab.runtime import sha256_file
+        from genlab.serve.pyfunc import CHECKPOINT_TAG
+
+        mlflow.set_tracking_uri(self.uri)
+        exp_id = self.client.get_run(self.run_id).info.experiment_id
+        found = mlflow.search_logged_models(
+            experiment_ids=[exp_id], filter_string=f"tags.`{CHECKPOINT_TAG}` = '{sha256_file(checkpoint)}'",
+            output_format="list")
+        for model in found:
+            mlflow.log_metrics({k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))}, run_id=self.run_id,
+                               model_id=model.model_id)
+        return [m.model_id for m in found]
 
 
 @contextlib.contextmanager
@@ -505,6 +555,9 @@ def log_stage(
     tags: dict[str, Any] | None = None,
     parent_artifacts: list[str | Path] | None = None,
     run: StageRun | None = None,
+    datasets: dict[str, Any] | None = None,
+    data_dir: str | Path | None = None,
+    model_metrics: dict[str | Path, dict[str, float]] | None = None,
 ) -> None:
     """Log a finished stage to MLflow in one go, *after* its DVC outputs are written.
 
@@ -515,7 +568,11 @@ def log_stage(
     "models/gan/checkpoint.pt"}``), logged as an MLflow pyfunc model (see
     :meth:`StageRun.log_model`); `parent_artifacts` go to the pipeline's parent run (the run
     report). `run`: the stage's :func:`live_stage_run` (params already logged; curves it
-    streamed are not logged again); None opens and closes a run here. Never raises: a tracking
+    streamed are not logged again); None opens and closes a run here. `datasets` maps a split
+    (``train``, ``test``) to its features array or ``(features, targets)``, logged as the run's
+    inputs from the prepared folder `data_dir` (:meth:`StageRun.log_dataset`). `model_metrics`
+    maps a checkpoint path to metrics of that model, logged to its MLflow LoggedModel
+    (``mlflow.search_logged_models`` then ranks models by them). Never raises: a tracking
     failure is a warning.
     """
     if hasattr(params, "model_dump"):
@@ -536,8 +593,14 @@ def log_stage(
                 safe(run.log_artifact, path, None)
             for path in parent_artifacts or []:
                 safe(StageRun(run.client, run.parent_id, run.uri).log_artifact, path, None)
+            for context, arrays in (datasets or {}).items():
+                features, targets = arrays if isinstance(arrays, tuple) else (arrays, None)
+                safe(run.log_dataset, features, context=context, data_dir=data_dir, targets=targets)
             if common.tracking.log_models:
                 for name, model in (models or {}).items():
-                    safe(run.log_model, model, name)
+                    safe(run.log_model, model, name, common.tracking.register_as)
+            for checkpoint, values in (model_metrics or {}).items():
+                if Path(checkpoint).exists():
+                    safe(run.log_model_metrics, checkpoint, values)
     except Exception as exc:  # noqa: BLE001
         log(f"warning: MLflow logging failed for stage {stage}: {one_line(exc)}")

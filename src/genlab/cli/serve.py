@@ -1,7 +1,8 @@
 """`genlab serve`: a web page and JSON API over the trained generators.
 
     genlab serve                                   # models/gan and models/vae, http://127.0.0.1:8000
-    genlab serve --model-uri runs:/<run id>/generator --model-uri models:/genlab-vae/1
+    genlab serve --model-uri models:/<model id> --model-uri models:/genlab-vae/1
+    genlab serve --model-uri runs:/<run id>/generator     # runs logged before MLflow 3's LoggedModels
 
 Ctrl-C stops it.
 """
@@ -21,7 +22,7 @@ HELP = "serve a web page and JSON API to sample the trained generators: genlab s
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--models", default="models", help="folder holding gan/checkpoint.pt and vae/checkpoint.pt (default models)")
     p.add_argument("--model-uri", action="append", default=[], metavar="URI",
-                   help="serve an MLflow model logged by genlab instead (runs:/<id>/generator, models:/<name>/<version>); repeatable")
+                   help="serve an MLflow model logged by genlab instead (models:/<model id>, models:/<name>/<version>, or runs:/<run id>/generator); repeatable")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
@@ -76,6 +77,8 @@ def load_uri(uri: str, device: object = "cpu"):
 
 def _name_from_uri(uri: str) -> str:
     parts = [p for p in uri.split(":", 1)[-1].split("/") if p]
+    if uri.startswith("models:/") and len(parts) == 1 and parts[0].startswith("m-"):
+        return ""  # models:/<model id>: the checkpoint's own name (gan, vae) says more than an id
     if uri.startswith("models:/") and len(parts) >= 2 and (parts[-1].isdigit() or parts[-1].startswith("@")):
         return parts[-2]
     return parts[-1] if parts else ""

@@ -107,7 +107,7 @@ def create_app(services: dict[str, GeneratorService], source: str = "") -> FastA
 
 
 NO_MODEL = ("no trained generator to serve: train one with `dvc repro train_gan` (or train_vae), "
-            "or pass --model-uri runs:/<run id>/generator")
+            "or pass --model-uri models:/<model id> (a run's genlab.model.generator tag)")
 
 
 class _UnknownModel(LookupError):

@@ -44,7 +44,24 @@ MODEL_CODE = Path(__file__).with_name("mlflow_model.py")
 CLASSIFIER_KINDS = ("classifier",)
 TEXT_KINDS = ("char_rnn",)
 MAX_TEXT_LENGTH = 10_000
-PIP_REQUIREMENTS = ["genlab", "torch", "numpy", "pandas", "pillow"]
+# what the model's code imports; pinned to the versions installed when it is logged (pinned_requirements)
+PIP_PACKAGES = ("genlab", "torch", "numpy", "pandas", "pillow")
+# tag of a logged model: the sha256 of its checkpoint file, so a later stage (evaluate) finds
+# the LoggedModel of the checkpoint it judged, whichever run logged it
+CHECKPOINT_TAG = "genlab.checkpoint_sha256"
+
+
+def pinned_requirements() -> list[str]:
+    """``name==version`` of each of :data:`PIP_PACKAGES` as installed (the bare name if it is not)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for name in PIP_PACKAGES:
+        try:
+            out.append(f"{name}=={version(name)}")
+        except PackageNotFoundError:
+            out.append(name)
+    return out
 
 
 def checkpoint_kind(path: str | Path) -> str:
@@ -93,9 +110,12 @@ def signature(fam: str) -> Any:
     return ModelSignature(inputs=inputs, outputs=outputs)
 
 
-def log_checkpoint_model(checkpoint: str | Path, name: str) -> Any:
-    """Log `checkpoint` as a pyfunc model called `name` in the active MLflow run; returns ModelInfo."""
+def log_checkpoint_model(checkpoint: str | Path, name: str, registered_model_name: str | None = None) -> Any:
+    """Log `checkpoint` as a pyfunc model called `name` in the active MLflow run; returns ModelInfo
+    (``model_info.model_uri`` is ``models:/<model_id>``). `registered_model_name`: also register
+    it as a new version of that registered model."""
     from genlab.checkpoint import load_checkpoint
+    from genlab.runtime import sha256_file
 
     checkpoint = Path(checkpoint)
     ckpt = load_checkpoint(checkpoint)
@@ -107,8 +127,10 @@ def log_checkpoint_model(checkpoint: str | Path, name: str) -> Any:
         artifacts={"checkpoint": str(checkpoint)},
         signature=signature(fam),
         input_example=input_example(fam, ckpt),
-        pip_requirements=PIP_REQUIREMENTS,
+        pip_requirements=pinned_requirements(),
         metadata={"genlab_kind": kind, "genlab_family": fam},
+        tags={CHECKPOINT_TAG: sha256_file(checkpoint), "genlab.kind": kind},
+        registered_model_name=registered_model_name,
     )
 
 

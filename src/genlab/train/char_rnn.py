@@ -199,11 +199,13 @@ def train_char_rnn(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_c
     """Train a char-RNN (`cfg`: a :data:`CharRNNParams`) for ``max_steps``; return the best
     model by validation loss (loaded), its history and metrics."""
     with torch_threads(cfg.threads):
-        return _train(cfg, train_ids, val_ids, vocab_chars, device, seed, resume_path, data_fingerprint)
+        return _train(cfg, train_ids, val_ids, vocab_chars, device, seed, resume_path, data_fingerprint,
+                      history_sinks or {})
 
 
 def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: list[str], device: torch.device,
-           seed: int, resume_path: str | Path | None, data_fingerprint: str) -> CharRNNResult:
+           seed: int, resume_path: str | Path | None, data_fingerprint: str,
+           history_sinks: dict[str, Any]) -> CharRNNResult:
     need = cfg.seq_len + 2
     for name, ids in (("train", train_ids), ("val", val_ids)):
         if len(ids) < need:
@@ -229,7 +231,7 @@ def _train(cfg: Any, train_ids: np.ndarray, val_ids: np.ndarray, vocab_chars: li
         seed=seed, device=device, amp=cfg.amp, drop_last=True, max_steps=cfg.max_steps, max_seconds=cfg.max_seconds,
         log_every=cfg.log_every, checkpoint_every=cfg.checkpoint_every, eval_every=cfg.eval_interval,
         resume_path=resume_path, resume_key=key, data_fingerprint=data_fingerprint,
-        history_sinks=history_sinks or {},
+        history_sinks=history_sinks,
     ), trainer)
     res = loop.run()
     if trainer.best_state is None:
