@@ -8,8 +8,7 @@ from genlab.models import char_rnn as char_rnn_model
 from genlab.runtime import resolve_device, seed_everything, write_json, write_text, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
-from genlab.tracking import data_fingerprint, live_stage_run, log_stage
-from genlab.train.curves import LiveCurve
+from genlab.tracking import LiveCurve, data_fingerprint, live_stage_run, log_stage
 from genlab.train.char_rnn import CharRNNParams, sample_reports, train_char_rnn
 
 DATA = Path("data/text")

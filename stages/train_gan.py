@@ -10,8 +10,7 @@ from genlab.params import ParamsError
 from genlab.runtime import log, resolve_device, seed_everything, write_json, write_tsv
 from genlab.distributed import is_main_process
 from genlab.stage import load_stage_params, run_stage
-from genlab.tracking import data_fingerprint, live_stage_run, log_stage
-from genlab.train.curves import LiveCurve
+from genlab.tracking import LiveCurve, data_fingerprint, live_stage_run, log_stage
 from genlab.train.gan import GanParams, save_generator_checkpoint, train_gan
 
 DATA = Path("data/images")

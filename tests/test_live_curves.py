@@ -14,7 +14,7 @@ from pathlib import Path
 import yaml
 
 from conftest import ROOT, run_stage, tiny_params
-from genlab.train.curves import LiveCurve
+from genlab.tracking import LiveCurve
 
 LOSSES = "plots/gan/losses.tsv"
 

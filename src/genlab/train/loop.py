@@ -23,7 +23,7 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
   ``torch.random.fork_rng``: what they draw cannot change training.
 * ``max_steps`` and the opt-in ``max_seconds`` stop early; the result says what stopped it.
 * **Live curves**: ``history_sinks`` (``{"step" | "epoch" | "eval": sink}``, e.g. a
-  :class:`genlab.train.curves.LiveCurve`) see each history row as it is made (``sink.append``),
+  :class:`genlab.tracking.LiveCurve`) see each history row as it is made (``sink.append``),
   and, at start, the rows a resume restored (``sink.reset``): a curve on disk or in MLflow grows
   while training runs, and a resumed run continues the checkpoint's rows without repeating any.
 
