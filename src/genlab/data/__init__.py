@@ -1,0 +1,1 @@
+"""Data sources and prepared datasets: images (synthetic, IDX, folders, LSUN, torchvision) and text."""

@@ -1,0 +1,1 @@
+"""What the discriminator learned: Grad-CAM, guided backprop, a linear probe, latent arithmetic."""

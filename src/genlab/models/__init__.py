@@ -1,0 +1,1 @@
+"""Architectures, one module per model, all with the contract of contract.py."""
