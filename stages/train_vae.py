@@ -52,7 +52,7 @@ def main() -> int:
         write_json("metrics/vae.json", run.metrics)
         write_tsv(LOSS, run.history)
         log(f"vae: test negative ELBO {run.metrics['vae/test_loss']:.2f} nats/image "
-            f"({run.wall_s:.0f} s of training, resumed from step {run.resumed_from})")
+            f"({run.wall_s:.0f} s of training" + (f", resumed from step {run.resumed_from})" if run.resumed_from else ")"))
         log_stage("train_vae", common, cfg, metrics=run.metrics, history={"loss": run.history, "steps": run.steps},
                   artifacts=figures, models={"vae": CHECKPOINT}, run=mlrun,
                   datasets={"train": (train_x, train_y), "test": (test_x, test_y)}, data_dir=DATA,

@@ -105,12 +105,14 @@ def test_resume_whitelist(prepared, tmp_path):
     interval) resume a finished run; one that does (the learning rate) starts fresh."""
     # a constant lr: under a schedule (the default) the epochs shape every step, so they join the key
     root = _workdir(prepared, tmp_path / "w", "vae", {"epochs": 1, "lr_schedule": "constant", "lr": 1e-3})
-    run_stage("train_vae.py", root)
+    fresh = run_stage("train_vae.py", root)
+    assert "resumed from step" not in fresh.stderr, fresh.stderr  # a fresh run claims no resume
     params = yaml.safe_load((root / "params.yaml").read_text())
     params["vae"].update(epochs=2, log_every=7)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_stage("train_vae.py", root)
     assert "resuming from .genlab/resume/train_vae.pt at epoch 2, step 18/36" in proc.stderr
+    assert "resumed from step 18)" in proc.stderr
     params["vae"].update(lr=2e-3)
     (root / "params.yaml").write_text(yaml.safe_dump(params))
     proc = run_stage("train_vae.py", root)
