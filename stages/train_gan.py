@@ -36,7 +36,7 @@ def main() -> int:
                            history_sinks={"step": LiveCurve(LOSSES, run, name="losses")})
         if not is_main_process():
             return 0  # under DDP, rank 0 writes the outputs
-        save_generator_checkpoint(result, CHECKPOINT)
+        save_generator_checkpoint(result, CHECKPOINT, meta.get("class_names"))
         write_tsv(LOSSES, result.history)
         write_json("metrics/gan.json", result.metrics)
         save_gif([g for _, g in result.grids], REPORTS / "progress.gif", fps=2, scale=2)

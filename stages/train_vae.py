@@ -47,7 +47,8 @@ def main() -> int:
         if not is_main_process():
             return 0  # under DDP, rank 0 writes the outputs
         vae_model.save(CHECKPOINT, run.model, epoch=int(run.metrics["vae/epochs"]), step=int(run.metrics["vae/steps"]),
-                       metrics=run.metrics)
+                       metrics=run.metrics,
+                       **({"class_names": list(class_names)} if cfg.conditional and class_names else {}))
         figures = run.figures + write_figures(run.model, test_x, test_y, REPORTS, common.seed, class_names)
         write_json("metrics/vae.json", run.metrics)
         write_tsv(LOSS, run.history)

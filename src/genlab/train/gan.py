@@ -447,7 +447,9 @@ def train_gan(
                      {"images_this_run": (res.step - res.resumed_from_step) * batch}, frames=trainer.frames)
 
 
-def save_generator_checkpoint(result: GanResult, path: str | Path) -> Path:
-    """The self-describing checkpoint :func:`genlab.models.gan.load` reads (G and D, config, steps)."""
+def save_generator_checkpoint(result: GanResult, path: str | Path, class_names: list[str] | None = None) -> Path:
+    """The self-describing checkpoint :func:`genlab.models.gan.load` reads (G and D, config, steps),
+    with the data's class names for a conditional G (so `genlab serve` shows the folder names)."""
+    extra = {"class_names": [str(c) for c in class_names]} if class_names and result.generator.num_classes else {}
     return gan_model.save(path, (result.generator, result.discriminator),
-                          step=int(result.metrics["gan/steps"]), epoch=int(result.metrics["gan/epochs"]))
+                          step=int(result.metrics["gan/steps"]), epoch=int(result.metrics["gan/epochs"]), **extra)
