@@ -70,7 +70,11 @@ def test_plots_render_every_curve(pipeline):
     plots = plots["data"]
     declared = yaml.safe_load((repo / "dvc.yaml").read_text())["plots"]
     assert len(declared) >= 9
-    for entry in declared:  # every plot dvc.yaml declares, with every curve it names
+    images = [e for e in declared if isinstance(e, str)]  # image plots: the generators' sample grids
+    assert images, "dvc.yaml declares no image plot"
+    for path in images:
+        assert path in plots and plots[path], f"dvc plots show has no {path}"
+    for entry in (e for e in declared if isinstance(e, dict)):  # every curve plot, with every curve it names
         (name, spec), = entry.items()
         assert name in plots, name
         values = plots[name][0]["content"]["data"]["values"]

@@ -79,13 +79,20 @@ def judge_rows_label_free(cfg: EvaluateParams, *, seed: int, device: Any, sample
     """
     from genlab.data.arrays import load_images, load_split
     from genlab.evaluate.label_free import inception_plan, judge_label_free
+    from genlab.runtime import log
 
     train_images, _ = load_split(data_dir, "train")
     test_images, _ = load_split(data_dir, "test")
     half = len(test_images) // 2
     reference, real_row = test_images[:half], test_images[half:]
-    rows = {"real": real_row, **{name: load_images(path) for name, path in samples.items()}}
     lf = cfg.label_free
+    need = max(4, lf.pr_k + 1)  # the two-sample test's two halves; k + 1 neighbours for the k-NN manifolds
+    if half < need:
+        why = (f"skipped: {len(test_images)} test images, the label-free judges need at least {2 * need} "
+               "(a larger folder or a larger prepare_images.test_fraction)")
+        log(f"evaluate: label-free judges {why}")
+        return {}, {judge: why for judge in ("two-sample test", "precision / recall", "memorisation", "Inception FID/KID")}
+    rows = {"real": real_row, **{name: load_images(path) for name, path in samples.items()}}
     metrics = {name: judge_label_free(images, train_images, reference, seed=seed, device=device, cfg=lf)
                for name, images in rows.items()}
     weights, inception_line = inception_plan(lf, device)
