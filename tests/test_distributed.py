@@ -108,3 +108,20 @@ def test_a_batch_that_does_not_divide_among_the_processes_is_an_error(monkeypatc
     cfg = LoopConfig(name="char_rnn", n_items=100, batch_size=7, epochs=1, seed=0, device=torch.device("cpu"))
     with pytest.raises(ValueError, match="char_rnn.batch_size 7 does not divide among distributed.nproc 2 processes"):
         Loop(cfg, trainer)
+
+
+@pytest.mark.parametrize("script, section, overrides", [
+    ("train_gan.py", "gan", {"epochs": 1, "limit": 128}),  # G and D in DDP, 4 steps
+    ("train_vae.py", "vae", {"epochs": 1, "batch_size": 64}),  # VAE.loss through DDP, 9 steps
+])
+def test_gan_and_vae_ranks_end_with_the_same_weights(tmp_path, digits_dir, script, section, overrides):
+    """Each rank draws its own noise, so no bit-equality with one process; the loop checks that
+    every rank ends with rank 0's weights (an error otherwise), which holds only if every trained
+    forward pass went through DDP."""
+    src = tmp_path / "src"
+    (src / "data").mkdir(parents=True)
+    shutil.copytree(digits_dir, src / "data/images")
+    run = _dir(src, tmp_path / "two", 2, **{section: overrides})
+    proc = run_stage(script, run, env=ENV, check=False)
+    assert proc.returncode == 0, proc.stderr[:3000]
+    assert json.loads((run / f"metrics/{section}.json").read_text())[f"{section}/steps"] > 0

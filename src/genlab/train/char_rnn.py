@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -147,6 +147,7 @@ class CharRNNStep(StepModule):
         self.cfg, self.model, self.train_ids, self.val_ids, self.seed = cfg, model, train_ids, val_ids, seed
         self.opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.forward: torch.nn.Module = model  # under torchrun: model in DDP (distribute)
         self.schedulers = ({"sched": torch.optim.lr_scheduler.CosineAnnealingLR(
             self.opt, T_max=cfg.max_steps, eta_min=cfg.lr / 10)} if cfg.lr_schedule == "cosine" else {})
         self.best: dict[str, Any] = {"loss": math.inf, "step": 0}
@@ -154,13 +155,16 @@ class CharRNNStep(StepModule):
         self.arange = torch.arange(cfg.seq_len + 1)
         self.loss_sum, self.loss_n = torch.zeros(()), 0  # training loss since the last validation
 
+    def distribute(self, data_parallel: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        self.forward = data_parallel(self.model)
+
     def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, device = self.cfg, self.model.head.weight.device
         offset, _ = window_starts(self.train_ids.numel(), cfg.seq_len, self.loop.epoch, self.seed)
         chunk = self.train_ids[(offset + idx.cpu() * cfg.seq_len)[:, None] + self.arange]  # (B, T + 1)
         x, y = chunk[:, :-1].to(device), chunk[:, 1:].to(device)
         with self.loop.autocast():
-            logits, _ = self.model(x)  # (B, T) -> (B, T, V)
+            logits, _ = self.forward(x)  # (B, T) -> (B, T, V)
         loss = self.model.loss(logits, y)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

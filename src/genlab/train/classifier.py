@@ -12,7 +12,7 @@ import contextlib
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import numpy as np
 import torch
@@ -172,9 +172,13 @@ class ClassifierStep(StepModule):
         self.opt = _make_optimizer(model, cfg)
         sched = _make_schedule(self.opt, cfg, total_steps)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.forward: torch.nn.Module = model  # under torchrun: model in DDP (distribute)
         self.schedulers = {"sched": sched} if sched is not None else {}
         self.gen = torch.Generator().manual_seed(seed)  # augmentation and outlier images
         self.test_preds: torch.Tensor | None = None
+
+    def distribute(self, data_parallel: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        self.forward = data_parallel(self.model)
 
     def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         cfg, device = self.cfg, self.x_train.device
@@ -188,7 +192,7 @@ class ClassifierStep(StepModule):
             noise = noise_images(n_out, c, h, w, self.gen).to(device)
             xb = torch.cat([xb, noise.contiguous(memory_format=torch.channels_last)])  # (B + n_out, C, H, W)
         with self.loop.autocast():
-            out = self.model(xb)
+            out = self.forward(xb)
         logits = out[: len(idx)]
         ce = classification_loss(logits, yb, cfg.label_smoothing)
         loss = ce + cfg.outlier_weight * outlier_loss(out[len(idx):]) if n_out else ce

@@ -258,6 +258,7 @@ class GanStep(StepModule):
             factor = linear_decay(total_steps, cfg.decay_fraction)
             self.schedulers = {k: torch.optim.lr_scheduler.LambdaLR(o, factor) for k, o in self.optimizers.items()}
         self.g_step, self.d_step = (torch.compile(gen), torch.compile(disc)) if cfg.compile else (gen, disc)
+        self.d_frozen = self.d_step  # D in G's step: its weights frozen, never through DDP
         fixed = torch.Generator().manual_seed(seed + 1)
         self.fixed_z = torch.randn(cfg.n_samples, mcfg.z_dim, generator=fixed).to(device)
         k = mcfg.num_classes
@@ -307,7 +308,7 @@ class GanStep(StepModule):
         with loop.autocast():
             g_in = diff_augment(fake, self.policy)  # the same policy as D saw: G's gradient flows through it
             g_in = g_in + sigma * torch.randn_like(g_in) if sigma else g_in
-            out_g = self.d_step(g_in, y).float()
+            out_g = self.d_frozen(g_in, y).float()
             loss_g = generator_loss(out_g, cfg.loss)
         self.opt_g.zero_grad(set_to_none=True)
         loss_g.backward()
@@ -321,6 +322,16 @@ class GanStep(StepModule):
             "d_acc_real": discriminator_accuracy(out_real.detach(), cfg.loss, True),
             "d_acc_fake": discriminator_accuracy(out_fake.detach(), cfg.loss, False),
         }
+
+    def distribute(self, data_parallel: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        """G and D each in DDP; G's step calls the bare D. With D's weights frozen (requires_grad
+        off) there, G's backward pass computes no D weight gradient, D's DDP reducer never runs in
+        G's step, and each D backward gives every D weight a gradient, as DDP's default
+        (find_unused_parameters=False) requires. Chosen over ``no_sync`` (D's gradients would
+        still be computed, then thrown away) and ``static_graph`` (D's wrapper would see two
+        graph shapes a step, and it still would not skip D's weight gradients)."""
+        gen, disc = data_parallel(self.gen), data_parallel(self.disc)
+        self.g_step, self.d_step = (torch.compile(gen), torch.compile(disc)) if self.cfg.compile else (gen, disc)
 
     def does_epoch_work(self, epoch: int) -> bool:
         """Whether the end of `epoch` (1-based) recalibrates the EMA and draws a grid: every epoch,

@@ -29,8 +29,10 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
 
 * **Data parallel** (under ``torchrun``, :mod:`genlab.distributed`): each of N ranks takes
   every N-th item of the global batch (``batch_size`` stays the global batch and must divide by
-  N); each gradient is averaged across ranks as soon as it is accumulated (so clipping and the
-  optimizer see the global gradient); step metrics are averaged; ranks draw from their own RNG
+  N); the trainer runs its training forward passes through PyTorch's DistributedDataParallel
+  (:meth:`Loop.data_parallel`), so gradients are averaged across ranks during the backward pass
+  (clipping and the optimizer see the global gradient), and every rank must end with rank 0's
+  weights (checked: a mismatch is an error); step metrics are averaged; ranks draw from their own RNG
   streams (seeded from the seed and the rank; all saved for resume); rank 0 alone writes
   checkpoints (hooks run on every rank; trainers write files from rank 0 only). BatchNorm
   normalises over each rank's part of the batch (DDP's default without SyncBatchNorm); rank 0's
@@ -47,13 +49,13 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from torch import nn
 
 from genlab import distributed as ddp
-from genlab.errors import InputError, TrainingDiverged
+from genlab.errors import InputError, StageError, TrainingDiverged
 from genlab.checkpoint import CheckpointError, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from genlab.runtime import log, progress
 
@@ -131,6 +133,18 @@ class LoopConfig:
         return min(total, self.max_steps) if self.max_steps else total
 
 
+class MethodAsForward(nn.Module):
+    """``module.<method>(...)`` as a forward pass: DDP averages the gradients of what its wrapper's
+    forward computed, and a trainer may train through another method (``VAE.loss``)."""
+
+    def __init__(self, module: nn.Module, method: str):
+        super().__init__()
+        self.module, self.method = module, method
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.module, self.method)(*args, **kwargs)
+
+
 class StepModule:
     """What a trainer gives the loop. Subclasses set ``modules``, ``optimizers`` (and
     ``schedulers``) in ``__init__`` and implement :meth:`step`; hooks are optional."""
@@ -143,6 +157,11 @@ class StepModule:
     def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         """One optimisation step on the items `idx` (on the device); scalar metrics, detached."""
         raise NotImplementedError
+
+    def distribute(self, data_parallel: Callable[[nn.Module], nn.Module]) -> None:
+        """Under ``torchrun``: call the forward passes that ``step`` trains through
+        ``data_parallel(module)`` (DDP) from now on; ``modules`` keeps the bare modules."""
+        raise NotImplementedError(f"{type(self).__name__} does not support data-parallel training")
 
     def on_epoch_end(self, epoch: int) -> dict[str, float] | None:
         """After epoch `epoch` (1-based): return a row for the epoch history (e.g. validation)."""
@@ -214,36 +233,52 @@ class Loop:
             if cfg.batch % self.world:
                 raise InputError(f"{cfg.name}.batch_size {cfg.batch} does not divide among distributed.nproc "
                                  f"{self.world} processes")
-            self._sync_gradients()
+            self._distribute()
         trainer.loop = self
 
     @property
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def _sync_gradients(self) -> None:
-        """Average each parameter's gradient across ranks as it is accumulated; start every rank
-        from rank 0's weights."""
+    def _distribute(self) -> None:
+        """Start every rank from rank 0's weights and buffers, then let the trainer send the forward
+        passes it trains through :meth:`data_parallel` (PyTorch's DistributedDataParallel)."""
         import torch.distributed as dist
 
-        world = self.world
-
-        def average(p: torch.Tensor) -> None:
-            dist.all_reduce(p.grad)
-            p.grad.div_(world)
-
-        seen: set[int] = set()
-        for opt in self.trainer.optimizers.values():
-            for group in opt.param_groups:
-                for p in group["params"]:
-                    if id(p) not in seen and p.requires_grad:
-                        seen.add(id(p))
-                        p.register_post_accumulate_grad_hook(average)
         with torch.no_grad():
             for module in self.trainer.modules.values():
                 for t in module.state_dict().values():
                     if isinstance(t, torch.Tensor) and t.is_floating_point():
                         dist.broadcast(t, 0)
+        self.trainer.distribute(self.data_parallel)
+
+    def data_parallel(self, module: nn.Module) -> nn.Module:
+        """`module` wrapped in DistributedDataParallel: the gradients of its parameters are averaged
+        across ranks in buckets, overlapped with the backward pass, and are the global batch's when
+        ``backward()`` returns (so clipping and the optimizer see the synced gradient). The trainer
+        keeps the bare module in ``modules``: checkpoints hold its state under the same keys.
+
+        ``broadcast_buffers=False``: BatchNorm statistics stay each rank's own (see the module
+        docstring); DDP's default would copy rank 0's into every rank before each forward pass.
+        ``find_unused_parameters=False`` (the default, no graph walk each step): every parameter
+        of a wrapped module must get a gradient in each backward pass through the wrapper."""
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
+        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+
+    def _check_ranks_agree(self) -> None:
+        """Every rank must end with rank 0's parameters (bit for bit: the synced gradients are the
+        same on every rank); a rank that trained apart means a forward pass bypassed DDP."""
+        import torch.distributed as dist
+
+        sums = torch.stack([p.detach().double().sum() for m in self.trainer.modules.values() for p in m.parameters()])
+        gathered = [torch.empty_like(sums) for _ in range(self.world)]
+        dist.all_gather(gathered, sums.contiguous())
+        apart = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+        if apart:
+            raise StageError(f"{self.cfg.name}: ranks {apart} ended with other weights than rank 0: "
+                             "their gradients were not synchronised")
 
     def autocast(self) -> torch.autocast:
         """The precision policy as a context: bf16 autocast when the policy says so, else a no-op."""
@@ -438,6 +473,8 @@ class Loop:
             if self.step >= self.total_steps and self.epoch < cfg.epochs:
                 stopped_by = "max_steps"
         bar.close()
+        if self.world > 1:
+            self._check_ranks_agree()
         if stopped_by in ("max_steps", "max_seconds") and self.step_in_epoch:
             self._save(True, acc())
         if stopped_by == "max_seconds":

@@ -25,7 +25,7 @@ from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.params import resume_key as params_resume_key
 from genlab.runtime import log
-from genlab.train.loop import Loop, LoopConfig, StepModule, TrainingDiverged
+from genlab.train.loop import Loop, LoopConfig, MethodAsForward, StepModule, TrainingDiverged
 
 __all__ = ["VaeParams", "VaeData", "VaeRun", "TrainingDiverged", "train_vae", "evaluate"]
 
@@ -151,6 +151,7 @@ class VaeStep(StepModule):
         self.cfg, self.model, self.seed, self.on_reconstruction = cfg, model, seed, on_reconstruction
         self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
+        self.train_loss: Callable[..., Any] = model.loss  # under torchrun: through DDP (distribute)
         self.schedulers = {}
         if cfg.lr_schedule == "cosine":
             self.schedulers["sched"] = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=total_steps,
@@ -184,10 +185,13 @@ class VaeStep(StepModule):
         for e, r in self.recons:
             self._draw(e, r)
 
+    def distribute(self, data_parallel: Callable[[torch.nn.Module], torch.nn.Module]) -> None:
+        self.train_loss = data_parallel(MethodAsForward(self.model, "loss"))
+
     def step(self, idx: torch.Tensor) -> dict[str, torch.Tensor]:
         x, y = _to_unit(self.x_train[idx]), self.y_train[idx]
         with self.loop.autocast():
-            out = self.model.loss(x, y, self.cfg.beta)
+            out = self.train_loss(x, y, self.cfg.beta)
         self.opt.zero_grad(set_to_none=True)
         out.loss.backward()
         self.opt.step()
