@@ -73,6 +73,8 @@ def test_killed_two_process_run_resumes_bit_identical(char_rnn_runs, text_dir, t
     killed = _dir(text_dir, tmp_path / "killed", 2, char_rnn=CHAR_RNN)
     proc = run_stage("train_char_rnn.py", killed, env={**ENV, "GENLAB_STOP_AFTER_STEPS": "9"}, check=False)
     assert proc.returncode != 0 and not (killed / "models/char_rnn/checkpoint.pt").exists()
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "killed by SIGKILL" in errors[0] and "Traceback" not in proc.stderr, proc.stderr
     state = torch.load(killed / ".genlab/resume/train_char_rnn.pt", weights_only=True)
     assert state["step"] == 8 and state["key"]["nproc"] == 2 and len(state["rank_rng"]) == 2
     proc = run_stage("train_char_rnn.py", killed, env=ENV)

@@ -185,7 +185,14 @@ def _cpus() -> int:
      "params.yaml: prepare_images.n_train: must be <= 1000000, got 100000000"),
     (lambda p: p.update(device="cpu", distributed={"nproc": 64}),
      f"params.yaml: distributed.nproc: 64 processes on CPU, but this machine has {_cpus()} CPUs (device: cpu)"),
-], ids=["inf", "nan", "n_train", "nproc"])
+    (lambda p: p.update(distributed={"nnodes": 2, "node_rank": 2, "rdzv_endpoint": "node0:29400"}),
+     "params.yaml: distributed: node_rank 2 must be below nnodes 2 (nodes count from 0)"),
+    (lambda p: p.update(distributed={"nnodes": 2}),
+     "params.yaml: distributed: nnodes 2 needs rdzv_endpoint: host:port of node 0, the same on every node"),
+    (lambda p: p.update(distributed={"nnodes": 2, "rdzv_endpoint": "node0"}),
+     "params.yaml: distributed.rdzv_endpoint: must be host:port with a port in 1..65535, e.g. node0.example.org:29400, "
+     "got 'node0'"),
+], ids=["inf", "nan", "n_train", "nproc", "node_rank", "no_endpoint", "endpoint"])
 def test_limits_are_one_line_from_the_gate(tmp_path, edit, expected):
     params = tiny_params()
     edit(params)

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from genlab.errors import GenlabError, first_line
 
@@ -40,6 +40,25 @@ class DistributedParams(StrictModel):
     """Data-parallel training: > 1 launches the torch train stages through torchrun (DDP)."""
 
     nproc: int = Field(1, ge=1, le=256)  # processes (GPUs, or CPU processes with gloo) per stage
+    nnodes: int = Field(1, ge=1, le=1024)  # machines; > 1: they meet through a c10d rendezvous at rdzv_endpoint
+    node_rank: int = Field(0, ge=0)  # this machine, 0..nnodes-1; node 0 holds rank 0, which writes the outputs
+    rdzv_endpoint: str | None = None  # host:port on node 0 that every node reaches
+
+    @field_validator("rdzv_endpoint")
+    @classmethod
+    def _host_port(cls, v: str | None) -> str | None:
+        host, _, port = (v or "").rpartition(":")
+        if v is not None and not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError("must be host:port with a port in 1..65535, e.g. node0.example.org:29400")
+        return v
+
+    @model_validator(mode="after")
+    def _nodes_fit(self) -> "DistributedParams":
+        if self.node_rank >= self.nnodes:
+            raise ValueError(f"node_rank {self.node_rank} must be below nnodes {self.nnodes} (nodes count from 0)")
+        if self.nnodes > 1 and self.rdzv_endpoint is None:
+            raise ValueError(f"nnodes {self.nnodes} needs rdzv_endpoint: host:port of node 0, the same on every node")
+        return self
 
 
 class CommonParams(StrictModel):

@@ -27,6 +27,10 @@ raised inside ``main``                             exit   stderr
 ``OSError`` (``FileNotFoundError``, ...)
 ``KeyboardInterrupt``                              130    ``error: <stage>: interrupted``
 SIGTERM (``kill``, a CI timeout, a shutdown)       143    ``error: <stage>: terminated``
+another process of a distributed run lost          3      ``error: <stage>: rank R lost the other
+(killed, its node gone: a gloo/NCCL error)                processes of the run (...)``; under
+                                                          ``distributed.*`` the launcher says it
+                                                          instead, one line a node, exit 1
 =================================================  =====  ==========================================
 
 Ctrl-C and SIGTERM unwind the stage like an exception, so every atomic write in progress
@@ -139,10 +143,15 @@ def _raw_params(path: str | Path = "params.yaml") -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def _nproc() -> int:
-    dist_section = _raw_params().get("distributed")
-    value = dist_section.get("nproc", 1) if isinstance(dist_section, dict) else 1
-    return value if isinstance(value, int) and value > 1 else 1
+def _distributed_settings() -> dict:
+    """``distributed.*`` of params.yaml where valid, else one process on one node (the stage's
+    own validation then names the bad key)."""
+    from genlab.params import DistributedParams
+
+    try:
+        return DistributedParams.model_validate(_raw_params().get("distributed") or {}).model_dump()
+    except ValueError:
+        return DistributedParams().model_dump()
 
 
 def run_stage(main: Callable[[], int | None], name: str | None = None, *, distributed: bool = False) -> int:
@@ -156,11 +165,20 @@ def run_stage(main: Callable[[], int | None], name: str | None = None, *, distri
     if distributed:
         from genlab import distributed as ddp
 
-        if not ddp.under_torchrun() and _nproc() > 1:
-            return ddp.launch(sys.argv[0], _nproc())
-        ddp.init_from_env(str(_raw_params().get("device", "auto")))
+        settings = _distributed_settings()
+        if not ddp.under_torchrun() and (settings["nproc"] > 1 or settings["nnodes"] > 1):
+            return ddp.launch(sys.argv[0], settings["nproc"], settings["nnodes"], settings["rdzv_endpoint"], name,
+                              settings["node_rank"])
+        ddp.init_from_env(str(_raw_params().get("device", "auto")), settings["node_rank"])
     try:
         return _run(main, name)
+    except Exception as exc:
+        if not distributed or not ddp.is_peer_loss(exc) or os.environ.get("GENLAB_TRACEBACK", "") not in ("", "0"):
+            raise
+        if not os.environ.get(ddp.LAUNCHED):  # else genlab's launcher says it, once for the node
+            print(f"error: {name}: rank {ddp.rank()} lost the other processes of the run ({first_line(exc)}); "
+                  "start the run again on every node to resume from its last checkpoint", file=sys.stderr)
+        return ddp.EXIT_PEER_LOST
     finally:
         if distributed:
             ddp.shutdown()
@@ -191,7 +209,8 @@ def _run(main: Callable[[], int | None], name: str) -> int:
         if show_traceback:
             raise
         terminated = isinstance(exc, Terminated)
-        print(f"error: {name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
+        if not os.environ.get("GENLAB_LAUNCHED"):  # else genlab.distributed.launch says it, once for the node
+            print(f"error: {name}: {'terminated' if terminated else 'interrupted'}", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     finally:
         if in_main_thread:

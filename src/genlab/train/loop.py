@@ -43,6 +43,7 @@ A trainer (a :class:`StepModule`) supplies its modules, optimizers, schedulers a
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import signal
@@ -258,14 +259,17 @@ class Loop:
         ``backward()`` returns (so clipping and the optimizer see the synced gradient). The trainer
         keeps the bare module in ``modules``: checkpoints hold its state under the same keys.
 
-        ``broadcast_buffers=False``: BatchNorm statistics stay each rank's own (see the module
+        ``forward_sync_buffers=False``: BatchNorm statistics stay each rank's own (see the module
         docstring); DDP's default would copy rank 0's into every rank before each forward pass.
         ``find_unused_parameters=False`` (the default, no graph walk each step): every parameter
         of a wrapped module must get a gradient in each backward pass through the wrapper."""
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [torch.cuda.current_device()] if self.device.type == "cuda" else None
-        return DistributedDataParallel(module, device_ids=ids, broadcast_buffers=False)
+        # torch >= 2.14 names it forward_sync_buffers (it still syncs at init: _distribute already did)
+        keep_buffers = ({"forward_sync_buffers": False} if "forward_sync_buffers" in
+                        inspect.signature(DistributedDataParallel).parameters else {"broadcast_buffers": False})
+        return DistributedDataParallel(module, device_ids=ids, **keep_buffers)
 
     def _check_ranks_agree(self) -> None:
         """Every rank must end with rank 0's parameters (bit for bit: the synced gradients are the
@@ -312,12 +316,23 @@ class Loop:
                             **self._state(finished, acc))
 
     def _try_resume(self) -> dict[str, Any] | None:
+        """The checkpoint to resume from, or None. Under torchrun rank 0 reads it (its disk: the
+        other nodes need no copy) and sends it to every rank."""
+        if self.world == 1:
+            return self._read_resume()
+        import torch.distributed as dist
+
+        box = [self._read_resume() if self.is_main else None]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def _read_resume(self) -> dict[str, Any] | None:
         path = self.cfg.resume_path
         if path is None or not Path(path).exists():
             return None
         name = self.cfg.name
         try:
-            ck = load_checkpoint(path, RESUME_KIND, map_location=self.device)
+            ck = load_checkpoint(path, RESUME_KIND, map_location=self.device if self.world == 1 else "cpu")
         except CheckpointError as exc:
             log(f"{name}: cannot resume ({exc}); starting fresh")
             return None
