@@ -80,9 +80,35 @@ CANDIDATES: dict[str, dict] = {
     "d4fc_d48": {"d_width": 48, "lr": 6e-4, "d_layers": 4},
     "d4fc_g5": {"d_width": 32, "lr": 6e-4, "d_layers": 4, "g_layers": 5},
     "d32_lr6e-4_g96_g4": {"d_width": 32, "lr": 6e-4, "g_width": 96, "g_layers": 4},  # the fashion-mnist preset + G's layer
+    # round 6 (issue 27: CPU seconds to a quality bar): the default (d4fc_g4) with fewer, larger steps
+    "d4fc_g4_b128": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 8.5e-4},
+    "d4fc_g4_b128_lr1.2e-3": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 1.2e-3},
+    "d4fc_g4_b96": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 96, "lr": 7.5e-4},
 }
 HIGHLIGHT = ("today", "d4fc_g4")  # the defaults before and after issue 12: thick lines in the plot
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")
+# quality bars per source (issue 27): (name, max classifier-FID, min frac_confident); the CPU seconds a candidate
+# needs to first reach each, judged after every epoch, are its time to quality
+BARS = {"synthetic-digits": [("fid<=10,conf>=0.92", 10.0, 0.92), ("fid<=6.5,conf>=0.94", 6.5, 0.94)],
+        "fashion-mnist": [("fid<=10,conf>=0.60", 10.0, 0.60), ("fid<=8,conf>=0.63", 8.0, 0.63)]}
+
+
+def time_to_quality(rows: list[dict]) -> list[dict]:
+    """Per (candidate, source, precision) and bar: the first epoch that meets the bar, with its
+    images seen and training CPU seconds (blank when no epoch does)."""
+    out = []
+    runs: dict[tuple[str, str, str], list[dict]] = {}
+    for r in rows:
+        runs.setdefault((r["candidate"], r["source"], r["amp"]), []).append(r)
+    for (name, src, amp), rs in sorted(runs.items(), key=lambda kv: (kv[0][1], kv[0][2], kv[0][0])):
+        rs.sort(key=lambda r: int(r["epoch"]))
+        for bar, fid, conf in BARS.get(src, []):
+            hit = next((r for r in rs if float(r["fid"]) <= fid and float(r["frac_confident"]) >= conf), None)
+            out.append({"candidate": name, "source": src, "amp": amp, "bar": bar,
+                         "epoch": hit["epoch"] if hit else "", "images": hit["images"] if hit else "",
+                         "cpu_s": hit.get("cpu_s", "") if hit else "", "train_s": hit["train_s"] if hit else "",
+                         "epochs_run": rs[-1]["epoch"]})
+    return out
 
 
 def add_candidates(candidates: dict[str, dict], specs: list[str]) -> None:
@@ -174,19 +200,22 @@ def run_one(name: str, source: str, amp: str, epochs: int, data: Path, judge: Pa
     images, labels = load_split(data, "train")
     test, _ = load_split(data, "test")
     rows: list[dict] = []
-    t0 = time.perf_counter()
-    spent = [0.0]  # seconds spent judging, not training
+    t0, c0 = time.perf_counter(), time.process_time()
+    spent = [0.0, 0.0]  # wall and CPU seconds spent judging, not training
 
     def on_epoch_end(epoch: int, sampled, trained) -> None:
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         samples, _ = generate_samples(sampled, gen_cfg.n_samples, seed=seed, batch_size=gen_cfg.batch_size,
                                       device=dev, desc="judge")
         r = evaluate_images(samples, judge, test, device=dev, kid_subsets=5)
         spent[0] += time.perf_counter() - t
+        spent[1] += time.process_time() - c
         rows.append({"candidate": name, "source": slug(source), "amp": amp, "epoch": epoch,
                      "images": epoch * (len(images[: cfg.limit]) // cfg.batch_size) * cfg.batch_size,  # gan.limit: what it trains on
                      **{k: round(float(r[k]), 4) for k in KEYS},
-                     "train_s": round(time.perf_counter() - t0 - spent[0], 1)})
+                     "train_s": round(time.perf_counter() - t0 - spent[0], 1),
+                     # CPU seconds of every thread of this process (training only): the cost on a busy or slow machine
+                     "cpu_s": round(time.process_time() - c0 - spent[1], 1)})
 
     res = train_gan(cfg, images, labels, seed=seed, device=dev, on_epoch_end=on_epoch_end)
     for r in rows:
@@ -317,6 +346,14 @@ def main() -> int:
     for (n, s, a), r in sorted(last.items(), key=lambda kv: (kv[0][1], kv[0][2], float(kv[1]["fid"]))):
         print(f"{n}\t{s}\t{a}\t{r['epoch']}\t{r['images']}\t{r['fid']}\t{r['frac_confident']}\t{r['kl_uniform']}\t"
               f"{r['img_per_s']}")
+    ttq = time_to_quality(rows)
+    if ttq:
+        write_rows(out / "time_to_quality.tsv", ttq)
+        print("\ntime to quality (first epoch meeting the bar; CPU seconds of training, judging excluded)")
+        print("candidate\tsource\tamp\tbar\tepoch\timages\tcpu_s\twall_s")
+        for r in ttq:
+            print(f"{r['candidate']}\t{r['source']}\t{r['amp']}\t{r['bar']}\t{r['epoch'] or '-'}\t{r['images'] or '-'}\t"
+                  f"{r['cpu_s'] or '-'}\t{r['train_s'] or '-'}")
     print(f"\nwrote {out / 'quality.tsv'} and {out / 'quality.png'}")
     return 0
 
