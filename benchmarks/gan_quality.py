@@ -84,6 +84,7 @@ CANDIDATES: dict[str, dict] = {
     "d4fc_g4_b128": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 8.5e-4},
     "d4fc_g4_b128_lr1.2e-3": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 1.2e-3},
     "d4fc_g4_b96": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 96, "lr": 7.5e-4},
+    "d4fc_g4_b256": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 256, "lr": 1.2e-3},
 }
 HIGHLIGHT = ("today", "d4fc_g4")  # the defaults before and after issue 12: thick lines in the plot
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")

@@ -319,7 +319,8 @@ def test_same_params_same_metrics_and_text(tmp_path):
     train_ids, val_ids, vocab = load_text_data(tmp_path)
     cfg = CharRNNNumpyParams(**{**params["char_rnn_numpy"], "max_steps": 10, "compare_steps": 3,
                                 "length": 50, "sweep_length": 20})
-    a, b = (run_char_rnn_numpy(train_ids, val_ids, vocab, cfg, seed=7) for _ in range(2))
+    a, b = (run_char_rnn_numpy(train_ids, val_ids, vocab, cfg.model_copy(update={"compare_in_parallel": p}), seed=7)
+            for p in (True, False))  # the comparison in a second process, then in this one: the same numbers
     timing = ("chars_per_s", "train_seconds")
     assert {k: v for k, v in a.metrics.items() if not k.endswith(timing)} == \
         {k: v for k, v in b.metrics.items() if not k.endswith(timing)}
@@ -340,3 +341,24 @@ def test_stage_errors_are_clear(stage_dir):
     (stage_dir / "params.yaml").write_text(yaml.safe_dump(tiny_params(char_rnn_numpy={"optimizer": "lbfgs"})))
     proc = run_stage("train_char_rnn_numpy.py", stage_dir, check=False)
     assert proc.returncode == 2 and "char_rnn_numpy.optimizer: must be one of" in proc.stderr
+
+
+def test_the_optimizer_comparison_runs_in_a_second_process(tmp_path, monkeypatch):
+    """compare_in_parallel: the comparison is computed by another process (this one's
+    compare_optimizers is broken and not called); off, this process computes it."""
+    import genlab.char_rnn_numpy.train as numpy_train
+
+    params = tiny_params()
+    prepare_text(PrepareTextParams(**params["prepare_text"]), tmp_path)
+    train_ids, val_ids, vocab = load_text_data(tmp_path)
+    cfg = CharRNNNumpyParams(**{**params["char_rnn_numpy"], "max_steps": 5, "compare_steps": 3,
+                                "length": 10, "sweep_length": 5})
+
+    def broken(*args, **kwargs):
+        raise AssertionError("compare_optimizers ran in the training process")
+
+    monkeypatch.setattr(numpy_train, "compare_optimizers", broken)
+    out = run_char_rnn_numpy(train_ids, val_ids, vocab, cfg, seed=3)
+    assert list(out.comparison) == ["sgd", "rmsprop", "adam"] and all(r.steps == 3 for r in out.comparison.values())
+    with pytest.raises(AssertionError, match="ran in the training process"):
+        run_char_rnn_numpy(train_ids, val_ids, vocab, cfg.model_copy(update={"compare_in_parallel": False}), seed=3)

@@ -58,6 +58,8 @@ class CharRNNNumpyParams(StrictModel):
     compare_lr: dict[str, float] = {"sgd": 0.3, "rmsprop": 2e-3, "adam": 2e-3}
     compare_steps: int = Field(300, ge=0)  # 0 skips the comparison
     compare_max_seconds: float | None = Field(None, gt=0)  # opt-in wall-clock stop per optimizer
+    # in a second process while the main model trains (same results; the trainer uses one core)
+    compare_in_parallel: bool = True
     # sampling
     prime: str = "The "
     temperature: float = Field(0.8, gt=0)
@@ -383,7 +385,7 @@ def temperature_sweep(model: CharRNN, prime: str, temperatures: list[float], len
 # The only char_rnn_numpy keys that may differ between a run and its resume; every other key
 # must match (genlab.params.resume_key). max_steps is checked by `train` itself; the comparison
 # and the sampling keys are used after training.
-RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "compare_lr", "compare_steps", "compare_max_seconds",
+RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "compare_lr", "compare_steps", "compare_max_seconds", "compare_in_parallel",
                      "prime", "temperature", "length", "sweep_temperatures", "sweep_length")
 
 
@@ -407,19 +409,58 @@ def run_char_rnn_numpy(
         return _run(train_ids, val_ids, vocab, cfg, seed, resume_path, data_fingerprint)
 
 
+def _compare_in_child(cfg: CharRNNNumpyParams, rnn: RNNConfig, train_ids: np.ndarray, val_ids: np.ndarray,
+                      seed: int) -> dict[str, TrainResult]:
+    """compare_optimizers in a worker process: one BLAS thread, no progress bar of its own."""
+    os.environ["GENLAB_PROGRESS"] = "0"
+    with blas_threads(cfg.blas_threads):
+        return compare_optimizers(cfg, rnn, train_ids, val_ids, seed)
+
+
+@contextlib.contextmanager
+def _comparison_beside(cfg: CharRNNNumpyParams, rnn: RNNConfig, train_ids: np.ndarray, val_ids: np.ndarray,
+                       seed: int) -> Iterator[Any]:
+    """The optimizer comparison, started in a second process while the main model trains (it
+    depends only on the params, the data and the seed, so its results are the same as in
+    sequence; a one-thread trainer leaves the other cores idle). Yields a callable returning the
+    results; an error in the main training stops the worker."""
+    if not cfg.compare_steps:
+        yield dict
+        return
+    if not cfg.compare_in_parallel or (os.cpu_count() or 1) < 2:
+        yield lambda: compare_optimizers(cfg, rnn, train_ids, val_ids, seed)
+        return
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    future = pool.submit(_compare_in_child, cfg, rnn, train_ids, val_ids, seed)
+    try:
+        yield future.result
+    except BaseException:
+        future.cancel()
+        for proc in list(getattr(pool, "_processes", {}).values()):  # do not let it finish its ~seconds alone
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
 def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNumpyParams, seed: int,
          resume_path: str | Path | None, data_fingerprint: str) -> CharRNNNumpyOutcome:
     rnn = cfg.rnn_config(vocab.size)
     model = CharRNN(rnn, rng=np.random.default_rng(seed), vocab=vocab)
     log(f"char_rnn_numpy: {rnn.num_layers}x{rnn.hidden_size} tanh RNN, {model.num_parameters:,} parameters, "
         f"vocab {vocab.size}, {cfg.optimizer} lr {cfg.lr:g}, batch {cfg.batch_size} x seq {cfg.seq_length}")
-    res = train(model, train_ids, val_ids, make_optimizer(cfg.optimizer, cfg.lr, cfg.momentum),
-                batch_size=cfg.batch_size, seq_length=cfg.seq_length, clip=cfg.clip,
-                max_steps=cfg.max_steps, max_seconds=cfg.max_seconds, eval_interval=cfg.eval_interval,
-                eval_chars=cfg.eval_chars, log_interval=cfg.log_interval, loss_smoothing=cfg.loss_smoothing,
-                resume_path=resume_path, checkpoint_every=cfg.checkpoint_every,
-                resume_key={"seed": seed, "data": data_fingerprint,
-                            **params_key(cfg)})
+    with _comparison_beside(cfg, rnn, train_ids, val_ids, seed) as comparison_result:
+        res = train(model, train_ids, val_ids, make_optimizer(cfg.optimizer, cfg.lr, cfg.momentum),
+                    batch_size=cfg.batch_size, seq_length=cfg.seq_length, clip=cfg.clip,
+                    max_steps=cfg.max_steps, max_seconds=cfg.max_seconds, eval_interval=cfg.eval_interval,
+                    eval_chars=cfg.eval_chars, log_interval=cfg.log_interval, loss_smoothing=cfg.loss_smoothing,
+                    resume_path=resume_path, checkpoint_every=cfg.checkpoint_every,
+                    resume_key={"seed": seed, "data": data_fingerprint,
+                                **params_key(cfg)})
+        comparison = comparison_result()
     final = res.val_history[-1]
     metrics = {
         "char_rnn_numpy/val_loss": final["val_loss"],
@@ -434,7 +475,6 @@ def _run(train_ids: np.ndarray, val_ids: np.ndarray, vocab: Any, cfg: CharRNNNum
     }
     log(f"char_rnn_numpy: {res.steps} steps in {res.train_seconds:.1f} s ({res.chars_per_s:,.0f} chars/s), "
         f"val loss {final['val_loss']:.4f} nats/char, val acc {final['val_acc']:.3f}")
-    comparison = compare_optimizers(cfg, rnn, train_ids, val_ids, seed) if cfg.compare_steps else {}
     for name, r in comparison.items():
         metrics[f"char_rnn_numpy/compare/{name}_val_loss"] = r.val_history[-1]["val_loss"]
     rng = np.random.default_rng([seed, 1])  # sampling has its own stream: same text for same weights
