@@ -80,13 +80,14 @@ CANDIDATES: dict[str, dict] = {
     "d4fc_d48": {"d_width": 48, "lr": 6e-4, "d_layers": 4},
     "d4fc_g5": {"d_width": 32, "lr": 6e-4, "d_layers": 4, "g_layers": 5},
     "d32_lr6e-4_g96_g4": {"d_width": 32, "lr": 6e-4, "g_width": 96, "g_layers": 4},  # the fashion-mnist preset + G's layer
-    # round 6 (issue 27: CPU seconds to a quality bar): the default (d4fc_g4) with fewer, larger steps
+    # round 6 (issue 27: CPU seconds to a quality bar): d4fc_g4 with fewer, larger steps; d4fc_g4_b128 is the
+    # default since (with 5 epochs)
     "d4fc_g4_b128": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 8.5e-4},
     "d4fc_g4_b128_lr1.2e-3": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 128, "lr": 1.2e-3},
     "d4fc_g4_b96": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 96, "lr": 7.5e-4},
     "d4fc_g4_b256": {"d_width": 32, "d_layers": 4, "g_layers": 4, "batch_size": 256, "lr": 1.2e-3},
 }
-HIGHLIGHT = ("today", "d4fc_g4")  # the defaults before and after issue 12: thick lines in the plot
+HIGHLIGHT = ("today", "d4fc_g4", "d4fc_g4_b128")  # the defaults before and after issue 12, after issue 27: thick lines
 KEYS = ("frac_confident", "kl_uniform", "fid", "confidence_mean", "inception_score")
 # quality bars per source (issue 27): (name, max classifier-FID, min frac_confident); the CPU seconds a candidate
 # needs to first reach each, judged after every epoch, are its time to quality

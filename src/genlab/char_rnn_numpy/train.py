@@ -385,7 +385,7 @@ def temperature_sweep(model: CharRNN, prime: str, temperatures: list[float], len
 # The only char_rnn_numpy keys that may differ between a run and its resume; every other key
 # must match (genlab.params.resume_key). max_steps is checked by `train` itself; the comparison
 # and the sampling keys are used after training.
-RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "compare_lr", "compare_steps", "compare_max_seconds", "compare_in_parallel",
+RESUME_MAY_CHANGE = ("max_steps", "max_seconds", "compare_lr", "compare_steps", "compare_max_seconds",
                      "prime", "temperature", "length", "sweep_temperatures", "sweep_length")
 
 

@@ -39,11 +39,11 @@ class _GanTrainParams(ModelSection):
 
     loss: Literal["bce", "nonsaturating", "lsgan"] = "nonsaturating"
     conditional: bool = False  # class-conditional G and projection D (needs labels)
-    epochs: int = Field(6, gt=0)
+    epochs: int = Field(5, gt=0)
     # a budget in images seen: overrides epochs with the fewest whole epochs that see this many images
     images: int | None = Field(None, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(6e-4, gt=0)
+    batch_size: int = Field(128, gt=0)
+    lr: float = Field(8.5e-4, gt=0)
     lr_d: float | None = Field(None, gt=0)  # overrides lr for D
     lr_g: float | None = Field(None, gt=0)  # overrides lr for G
     # adam (beta1, beta2) | rmsprop (alpha = beta2, momentum) | sgd (momentum): the seed report compared all three
