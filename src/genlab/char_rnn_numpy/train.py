@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -409,6 +410,17 @@ def run_char_rnn_numpy(
         return _run(train_ids, val_ids, vocab, cfg, seed, resume_path, data_fingerprint)
 
 
+def _die_with_parent(parent: int) -> None:
+    """Pool initializer: the worker ends when the stage process does (a killed stage must not
+    leave a worker holding its stderr open, so `dvc repro` and callers that read it would wait)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the stage died before the line above
+        os._exit(1)
+
+
 def _compare_in_child(cfg: CharRNNNumpyParams, rnn: RNNConfig, train_ids: np.ndarray, val_ids: np.ndarray,
                       seed: int) -> dict[str, TrainResult]:
     """compare_optimizers in a worker process: one BLAS thread, no progress bar of its own."""
@@ -433,7 +445,8 @@ def _comparison_beside(cfg: CharRNNNumpyParams, rnn: RNNConfig, train_ids: np.nd
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+    pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_die_with_parent, initargs=(os.getpid(),))
     future = pool.submit(_compare_in_child, cfg, rnn, train_ids, val_ids, seed)
     try:
         yield future.result
