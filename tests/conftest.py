@@ -37,8 +37,9 @@ gpu = pytest.mark.skipif(not HAS_CUDA, reason="needs a CUDA GPU")
 # hands whole files to its workers in collection order, so the long ones start first and the
 # two workers finish together; xdist's default order (files with the most tests first) started
 # them last, and one worker ran test_pipeline alone for minutes after the other had finished.
-SLOW_FILES = ("test_pipeline.py", "test_resume.py", "test_scale_out.py", "test_gan.py", "test_study.py",
-              "test_study_cluster.py", "test_distributed.py", "test_two_nodes.py", "test_cli_generators.py", "test_vae.py", "test_tracking.py", "test_sections.py")
+SLOW_FILES = ("test_pipeline.py", "test_unlabelled.py", "test_resume.py", "test_scale_out.py", "test_gan.py",
+              "test_study.py", "test_study_cluster.py", "test_distributed.py", "test_two_nodes.py",
+              "test_dvc_registry.py", "test_cli_generators.py", "test_vae.py", "test_tracking.py", "test_sections.py")
 
 
 def pytest_configure(config):
