@@ -21,14 +21,14 @@ export PATH := $(abspath $(BIN)):$(PATH)
 install: $(VENV)/.installed
 
 # the exact versions of $(LOCK), no resolver run (--no-deps), then pip check says they fit.
-# --no-compile: Python compiles a module's bytecode when it is first imported (a run imports about
-# a quarter of the ~18,000 installed modules) instead of pip compiling all of them up front
+# pip compiles the bytecode up front on purpose: where PYTHONDONTWRITEBYTECODE is set (this project's
+# CI machines), `pip --no-compile` made every process compile torch's modules again at each start
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q --no-compile $(TORCH)
-	$(BIN)/python -m pip install -q --no-compile --no-deps -r $(LOCK)
-	$(BIN)/python -m pip install -q --no-compile --no-deps -e .
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-deps -e .
 	$(BIN)/python -m pip check
 	touch $@
 
