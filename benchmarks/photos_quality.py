@@ -48,6 +48,10 @@ CANDIDATES: dict[str, tuple[int, dict | str]] = {
     "p32-w32-noda": (32, {"arch": "dcgan64", "ngf": 32, "ndf": 32, "diffaugment": "", "lr": 2e-4, "batch_size": 32}),
     "p32-w32-da-lr6e-4": (32, {"arch": "dcgan64", "ngf": 32, "ndf": 32, "diffaugment": DA, "lr": 6e-4,
                                "batch_size": 32}),
+    "p32-w32-da-lr1e-3": (32, {"arch": "dcgan64", "ngf": 32, "ndf": 32, "diffaugment": DA, "lr": 1e-3,
+                               "batch_size": 32}),
+    "p32-w32-da-lr6e-4-b64": (32, {"arch": "dcgan64", "ngf": 32, "ndf": 32, "diffaugment": DA, "lr": 6e-4,
+                                   "batch_size": 64}),
     "p32-w64-da-b64": (32, {"arch": "dcgan64", "ngf": 64, "ndf": 64, "diffaugment": DA, "lr": 2e-4, "batch_size": 64}),
     "p64-w32-da": (64, {"arch": "dcgan64", "ngf": 32, "ndf": 32, "diffaugment": DA, "lr": 2e-4, "batch_size": 32}),
 }
