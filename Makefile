@@ -21,14 +21,18 @@ export PATH := $(abspath $(BIN)):$(PATH)
 install: $(VENV)/.installed
 
 # the exact versions of $(LOCK), no resolver run (--no-deps), then pip check says they fit.
-# pip compiles the bytecode up front on purpose: where PYTHONDONTWRITEBYTECODE is set (this project's
-# CI machines), `pip --no-compile` made every process compile torch's modules again at each start
+# pip unpacks only (--no-compile); compileall then writes the bytecode on every core (pip compiles on
+# one), skipping the packages' own test suites, which nothing imports. The bytecode is written up front on
+# purpose: where PYTHONDONTWRITEBYTECODE is set (this project's CI machines) Python never caches it, and
+# without it every process compiled torch's modules again at each start (docs/speed.md). The venv's own
+# pip (Python 3.11's) installs a lock with --no-deps as well as a newer one: no upgrade step.
 $(VENV)/.installed: pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH)
-	$(BIN)/python -m pip install -q --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install -q --no-compile $(TORCH)
+	$(BIN)/python -m pip install -q --no-compile --no-deps -r $(LOCK)
 	$(BIN)/python -m pip install -q --no-deps -e .
+	$(BIN)/python -m compileall -q -j 0 -x '/tests?/|/testing/_internal/' \
+	    $$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 	$(BIN)/python -m pip check
 	touch $@
 

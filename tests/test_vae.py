@@ -289,3 +289,33 @@ def test_stage_end_to_end_on_tiny_params(stage_dir):
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()],
                               filter_string="tags.stage = 'train_vae'")
     assert runs and runs[0].data.metrics["vae/test_loss"] == pytest.approx(metrics["vae/test_loss"])
+
+
+def test_the_vae_trains_with_torchs_fused_adam_and_resumes_it(tmp_path):
+    """The fused kernel (the per-tensor Adam dominated the MLP VAE's short steps) is what trains, and its
+    state is what the resume checkpoint holds, so a resumed run goes on with the same optimizer."""
+    from genlab.checkpoint import load_checkpoint
+    from genlab.train.loop import adam
+
+    data, resume = tiny_data(n_train=64, n_test=32), tmp_path / "r.pt"
+    train_vae(VaeParams(hidden=16, epochs=1, batch_size=32, lr_schedule="constant"), data, seed=0, resume_path=resume)
+    group = load_checkpoint(resume, "resume")["optimizers"]["opt"]["param_groups"][0]
+    assert group["fused"] is True and group["betas"] == (0.9, 0.999)
+    again = train_vae(VaeParams(hidden=16, epochs=2, batch_size=32, lr_schedule="constant"), data, seed=0,
+                      resume_path=resume)
+    assert again.resumed_from == 2
+    # the helper's update is Adam's: the same numbers as torch's per-tensor Adam in fp32
+    torch.manual_seed(0)
+    ref = [torch.randn(5, 3, requires_grad=True), torch.randn(7, requires_grad=True)]
+    mine = [p.detach().clone().requires_grad_(True) for p in ref]
+    opts = (torch.optim.Adam(ref, lr=1e-2, betas=(0.5, 0.99)), adam(mine, lr=1e-2, betas=(0.5, 0.99)))
+    assert opts[1].defaults["fused"] and not opts[0].defaults["fused"]
+    for _ in range(5):
+        for ps, opt in zip((ref, mine), opts):
+            opt.zero_grad()
+            sum((p ** 2).sum() for p in ps).backward()
+            opt.step()
+    for a, b in zip(ref, mine):
+        torch.testing.assert_close(a, b)
+    meta = torch.nn.Parameter(torch.empty(3, device="meta"))
+    assert not adam([meta], lr=1e-3).defaults["fused"]  # devices without the kernel keep the per-tensor one

@@ -31,7 +31,7 @@ from genlab.params import ModelSection, model_section
 from genlab.params import resume_key as params_resume_key
 from genlab.grids import make_grid, save_image
 from genlab.train.diffaugment import diff_augment, parse_policy
-from genlab.train.loop import Loop, LoopConfig, StepModule
+from genlab.train.loop import Loop, LoopConfig, StepModule, adam
 
 
 class _GanTrainParams(ModelSection):
@@ -207,15 +207,13 @@ def sample_grid_as_trained(gen: Generator, z: torch.Tensor, y: torch.Tensor | No
 
 def make_optimizer(cfg: Any, params: Any, lr: float) -> torch.optim.Optimizer:
     """gan.optimizer with its settings; Adam's (beta1, beta2) are the DCGAN paper's (0.5, 0.999).
-    Adam is torch's fused kernel on CPU and CUDA (one pass over each tensor instead of a dozen
-    elementwise ops; docs/speed.md)."""
+    Adam is torch's fused kernel on CPU and CUDA (genlab.train.loop.adam)."""
     params = list(params)
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=cfg.momentum)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(params, lr=lr, alpha=cfg.beta2, momentum=cfg.momentum)
-    fused = all(p.device.type in ("cpu", "cuda") for p in params)
-    return torch.optim.Adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2), fused=fused)
+    return adam(params, lr=lr, betas=(cfg.beta1, cfg.beta2))
 
 
 def linear_decay(total_steps: int, fraction: float) -> Callable[[int], float]:

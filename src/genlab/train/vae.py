@@ -25,7 +25,7 @@ from genlab.distributed import is_main_process
 from genlab.params import ModelSection, model_section
 from genlab.params import resume_key as params_resume_key
 from genlab.runtime import log
-from genlab.train.loop import Loop, LoopConfig, MethodAsForward, StepModule, TrainingDiverged
+from genlab.train.loop import Loop, LoopConfig, MethodAsForward, StepModule, TrainingDiverged, adam
 
 __all__ = ["VaeParams", "VaeData", "VaeRun", "TrainingDiverged", "train_vae", "evaluate"]
 
@@ -149,7 +149,7 @@ class VaeStep(StepModule):
     def __init__(self, cfg: Any, model: VAE, data: VaeData, device: torch.device, seed: int,
                  on_reconstruction: ReconstructionHook | None, total_steps: int):
         self.cfg, self.model, self.seed, self.on_reconstruction = cfg, model, seed, on_reconstruction
-        self.opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+        self.opt = adam(model.parameters(), lr=cfg.lr)
         self.modules, self.optimizers = {"model": model}, {"opt": self.opt}
         self.train_loss: Callable[..., Any] = model.loss  # under torchrun: through DDP (distribute)
         self.schedulers = {}
