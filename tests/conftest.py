@@ -77,6 +77,17 @@ def tiny_params(**overrides) -> dict:
     return deep_update(params, overrides)
 
 
+def arch_neutral_widths() -> dict:
+    """Section overrides that put back the default widths tiny_params shrinks for the mnist28 GAN
+    (g_width, d_width) and the MLP VAE (hidden): other archs (dcgan64, conv; the photos preset's)
+    refuse keys that are not theirs unless they hold the default."""
+    from genlab.train.gan import GanParams
+    from genlab.train.vae import VaeParams
+
+    return {"gan": {k: GanParams.model_fields[k].default for k in ("g_width", "d_width")},
+            "vae": {"hidden": VaeParams.model_fields["hidden"].default}}
+
+
 def run_stage(script: str, cwd: Path, env: dict | None = None, check: bool = True) -> subprocess.CompletedProcess:
     """Run `stages/<script>` as DVC would, in `cwd`, with this interpreter."""
     proc = subprocess.run(

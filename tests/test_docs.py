@@ -244,14 +244,10 @@ def test_readme_experiments_are_valid_and_dvc_accepts_them(tmp_path):
     dry = {next(c for c in commands if c.startswith("dvc exp run")),
            next(c for c in commands if c.startswith("genlab preset run")),
            next(c for c in commands if re.search(r"-S \S+=\w+:", c))}
-    from genlab.train.gan import GanParams
-    from genlab.train.vae import VaeParams
+    from conftest import arch_neutral_widths
 
-    # tiny_params shrinks the mnist28 GAN's and the MLP VAE's widths, which the photos preset's archs
-    # (dcgan64, conv) refuse: those keys back to their defaults
-    widths = {k: GanParams.model_fields[k].default for k in ("g_width", "d_width")}
-    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(tracking={"enabled": False}, gan=widths,
-                                                             vae={"hidden": VaeParams.model_fields["hidden"].default}))
+    # the photos preset's archs (dcgan64, conv) refuse tiny_params' shrunk mnist28 / MLP widths
+    repo = make_pipeline_repo(tmp_path / "repo", tiny_params(tracking={"enabled": False}, **arch_neutral_widths()))
     for command in sorted(dry):
         words = shlex.split(command)
         if words[0] == "dvc":

@@ -13,14 +13,13 @@ import numpy as np
 import pytest
 import yaml
 
-from conftest import ROOT, dvc, make_pipeline_repo, tiny_params
+from conftest import ROOT, arch_neutral_widths, dvc, make_pipeline_repo, tiny_params
 from genlab.check_params import check_params
-from genlab.train.gan import GanParams
-from genlab.train.vae import VaeParams
 
 EXAMPLE_PREFIX = "genlab preset run photos -S prepare_images.source=folder:"
 # tiny_params shrinks mnist28's widths; dcgan64 refuses them, so they go back to their defaults
-MNIST28_DEFAULTS = {k: GanParams.model_fields[k].default for k in ("g_width", "d_width")}
+NEUTRAL = arch_neutral_widths()
+MNIST28_DEFAULTS = NEUTRAL["gan"]
 
 
 def folder_example() -> list[str]:
@@ -94,7 +93,7 @@ SHRINK = {
     # 60 photos: 24 held out (12 test, 12 val), so the label-free judges have images to compare
     "prepare_images": {"limit": None, "test_fraction": 0.4},
     "gan": {**MNIST28_DEFAULTS, "limit": None, "ema": 0.0, "n_samples": 16},
-    "vae": {"hidden": VaeParams.model_fields["hidden"].default, "batch_size": 8, "epochs": 2},  # onecycle needs >= 8 steps
+    "vae": {**NEUTRAL["vae"], "batch_size": 8, "epochs": 2},  # onecycle needs >= 8 steps
     "generate": {"n_samples": 100, "grid_size": 16},
     "evaluate": {"n_real": 100, "kid_subset_size": 10},
     "render": {"points": 2, "steps": 3, "compare_n": 8},

@@ -96,9 +96,9 @@ def resolve_bf16(amp: str, device: torch.device) -> bool:
 
 
 def adam(params: Any, lr: float, betas: tuple[float, float] = (0.9, 0.999)) -> torch.optim.Adam:
-    """Adam as torch's fused kernel where every parameter is on a CPU or CUDA device: one pass over
-    each tensor instead of a dozen elementwise ops per tensor: the default per-tensor Adam dominated the
-    short steps of the MLP VAE (docs/speed.md)."""
+    """Adam as torch's fused kernel where every parameter is on a CPU or CUDA device (one pass over
+    each tensor instead of a dozen elementwise ops); the default per-tensor Adam dominated the MLP
+    VAE's short steps (docs/speed.md). Other devices get the per-tensor Adam."""
     params = list(params)
     fused = all(p.device.type in ("cpu", "cuda") for p in params)
     return torch.optim.Adam(params, lr=lr, betas=betas, fused=fused)
